@@ -1,0 +1,30 @@
+"""modelhost's client SDK: call models resident in a modelhost host from any process.
+
+Light by design (pyzmq, msgpack, numpy; never torch), so every WebUI process can import it::
+
+    from client import Client
+    with Client() as c:
+        result = c.generate("synth", "a calm sine", params={"duration_s": 2.0})
+        result.audio, result.sample_rate
+"""
+
+from client.aio import AsyncClient
+from client.calls import GenerateResult
+from client.errors import (
+    BadParamsError,
+    CancelledError,
+    DeadlineExceededError,
+    HostDeadError,
+    HostUnavailableError,
+    HostUnreachableError,
+    ModelhostError,
+    RequestError,
+    UnknownModelError,
+)
+from client.sync import Client, GenerateJob
+
+__all__ = [
+    "AsyncClient", "BadParamsError", "CancelledError", "Client", "DeadlineExceededError", "GenerateJob",
+    "GenerateResult", "HostDeadError", "HostUnavailableError", "HostUnreachableError", "ModelhostError",
+    "RequestError", "UnknownModelError",
+]

@@ -1,0 +1,120 @@
+"""``AsyncClient``: the asyncio client, with the same method names and results as ``Client``.
+
+Events from the shared I/O thread are handed to the event loop with ``call_soon_threadsafe``.
+Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``) cancels the request on
+the host too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Mapping
+
+import numpy as np
+
+from client import calls, wire
+from client.address import default_address, default_token
+from client.calls import GenerateResult, ProgressFn
+from client.connection import Connection
+from client.errors import InternalError
+
+
+class AsyncClient:
+    """asyncio client of a modelhost host; see ``Client`` for the arguments."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = calls.CONTROL_TIMEOUT_S,
+        heartbeat_s: float = 0.5,
+        liveness_s: float = 3.0,
+        limits: wire.Limits = wire.DEFAULT_LIMITS,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._conn = Connection(
+            address or default_address(),
+            token=token if token is not None else default_token(),
+            heartbeat_s=heartbeat_s,
+            liveness_s=liveness_s,
+            limits=limits,
+        )
+
+    @property
+    def address(self) -> str:
+        return self._conn.address.url
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+    ) -> GenerateResult:
+        """Generate audio with ``model``; ``progress(step, total)`` runs in the event loop."""
+        timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s)
+        return calls.generate_result(model, await self._call("generate", body, timeout_s, progress))
+
+    async def load(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
+        return await self._call("load", calls.model_body(model, timeout_s), timeout_s)
+
+    async def unload(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
+        return await self._call("unload", calls.model_body(model, timeout_s), timeout_s)
+
+    async def ps(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        return (await self._call("ps", {}, timeout_s))["models"]
+
+    async def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
+        return await self._call("health", {}, timeout_s)
+
+    async def cancel(self, request_id: int, *, timeout_s: float | None = None) -> bool:
+        return bool((await self._call("cancel", {"target": request_id}, timeout_s))["cancelled"])
+
+    async def _call(
+        self, kind: str, body: dict[str, Any], timeout_s: float | None, progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def sink(event: tuple) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:
+                pass  # the loop closed while the request was in flight: nobody is waiting
+
+        timeout_s = timeout_s or self.timeout_s
+        request_id = self._conn.submit(kind, body, sink, timeout_s)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout_s + calls.FINAL_REPLY_GRACE_S)
+                except asyncio.TimeoutError:
+                    raise InternalError(f"request {request_id} got no final reply; this is a modelhost client bug") from None
+                if event[0] == "progress":
+                    if progress is not None:
+                        progress(event[1], event[2])
+                elif event[0] == "error":
+                    raise event[1]
+                else:
+                    return event[1]
+        except asyncio.CancelledError:
+            self._conn.cancel(request_id)
+            raise
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        await asyncio.get_running_loop().run_in_executor(None, self._conn.close)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,167 @@
+"""``Client``: the blocking client. Thread-safe: many threads may share one instance.
+
+Each call waits in the caller's thread for its events (progress callbacks run there too, never on
+the I/O thread). Every call has a timeout; a dead host raises ``HostDeadError`` within the
+liveness window instead of hanging.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any, Mapping
+
+import numpy as np
+
+from client import calls, wire
+from client.address import default_address, default_token
+from client.calls import GenerateResult, ProgressFn
+from client.connection import Connection
+from client.errors import InternalError, RequestError
+
+
+
+class Job:
+    """A submitted request: wait for it with ``result()``, stop it with ``cancel()``."""
+
+    def __init__(self, conn: Connection, kind: str, body: dict[str, Any], timeout_s: float) -> None:
+        self._conn = conn
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._timeout_s = timeout_s
+        self._final: tuple | None = None
+        self.id = conn.submit(kind, body, self._events.put, timeout_s)
+
+    def cancel(self) -> None:
+        """Ask the host to stop this request; ``result()`` then raises CancelledError (unless it won the race)."""
+        self._conn.cancel(self.id)
+
+    def wait(self, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """The result body; raises the request's error. Progress events go to ``progress``."""
+        while self._final is None:
+            try:
+                event = self._events.get(timeout=self._timeout_s + calls.FINAL_REPLY_GRACE_S)
+            except queue.Empty:
+                raise InternalError(f"request {self.id} got no final reply; this is a modelhost client bug") from None
+            if event[0] == "progress":
+                if progress is not None:
+                    progress(event[1], event[2])
+            else:
+                self._final = event
+        if self._final[0] == "error":
+            raise self._final[1]
+        return self._final[1]
+
+
+class GenerateJob(Job):
+    """A submitted generate request; ``result()`` gives a ``GenerateResult``."""
+
+    def __init__(self, conn: Connection, model: str, body: dict[str, Any], timeout_s: float, progress: ProgressFn | None) -> None:
+        self.model = model
+        self._progress = progress
+        super().__init__(conn, "generate", body, timeout_s)
+
+    def result(self) -> GenerateResult:
+        return calls.generate_result(self.model, self.wait(self._progress))
+
+
+class Client:
+    """Blocking client of a modelhost host.
+
+    ``address`` defaults to $MODELHOST_ADDRESS, else the per-user ipc:// socket the host uses by
+    default. ``token`` (or $MODELHOST_TOKEN) is needed only for a host on tcp://.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = calls.CONTROL_TIMEOUT_S,
+        heartbeat_s: float = 0.5,
+        liveness_s: float = 3.0,
+        limits: wire.Limits = wire.DEFAULT_LIMITS,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._conn = Connection(
+            address or default_address(),
+            token=token if token is not None else default_token(),
+            heartbeat_s=heartbeat_s,
+            liveness_s=liveness_s,
+            limits=limits,
+        )
+
+    @property
+    def address(self) -> str:
+        return self._conn.address.url
+
+    def submit(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+    ) -> GenerateJob:
+        """Start a generation and return at once; call ``.result()`` to wait, ``.cancel()`` to stop.
+
+        ``progress`` runs in the thread that waits in ``.result()``, as events arrive.
+        """
+        timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s)
+        return GenerateJob(self._conn, model, body, timeout_s, progress)
+
+    def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+    ) -> GenerateResult:
+        """Generate audio with ``model``; ``progress(step, total)`` is called as the host reports progress."""
+        return self.submit(
+            model, prompt, audio=audio, sample_rate=sample_rate, params=params, progress=progress, timeout_s=timeout_s
+        ).result()
+
+    def load(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Load ``model`` now (instead of on first use); returns its status."""
+        timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
+        return self._call("load", calls.model_body(model, timeout_s), timeout_s)
+
+    def unload(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Unload ``model``, after the requests already queued for it; returns its status."""
+        timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
+        return self._call("unload", calls.model_body(model, timeout_s), timeout_s)
+
+    def ps(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """One status dict per catalog model: state, device, memory, last use, ..."""
+        return self._call("ps", {}, timeout_s)["models"]
+
+    def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The host's status: ready or not, per-model readiness, queued and running jobs, version."""
+        return self._call("health", {}, timeout_s)
+
+    def cancel(self, request_id: int, *, timeout_s: float | None = None) -> bool:
+        """Cancel a request by id (see ``GenerateJob.id``); True if the host found it in flight."""
+        return bool(self._call("cancel", {"target": request_id}, timeout_s)["cancelled"])
+
+    def _call(self, kind: str, body: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+        return Job(self._conn, kind, body, timeout_s or self.timeout_s).wait()
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        self._conn.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Client", "GenerateJob", "RequestError"]

@@ -1,0 +1,5 @@
+"""`python -m host ...` is `modelhost ...`."""
+
+from host.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The backend protocol every model family implements, and the table that names them.
+
+A backend is constructed from its catalog entry (``cls(spec)``; the constructor checks the
+options and raises ``ValueError`` with a fix-it message, so a bad catalog fails at start), then
+``load(device)``, any number of ``generate`` calls, and ``unload()``. Queuing, batching, eviction
+and replies are not a backend's job. Backend modules import their heavy libraries inside ``load``
+so the host starts fast and a catalog that does not use a family never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
+
+from client.errors import CancelledError, DeadlineExceededError
+
+if TYPE_CHECKING:
+    from host.config import ModelSpec
+
+# name -> "module:Class"; imported on first use, so adding a family is one line here.
+BACKENDS: dict[str, str] = {
+    "synth": "host.backends.synth:SynthBackend",
+}
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What a generate call carries into a backend."""
+
+    prompt: str | None
+    params: dict[str, Any]
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerateOutput:
+    """What a backend returns: audio (channels-first, or 1-D), its sample rate, and extras."""
+
+    audio: np.ndarray
+    sample_rate: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class RunContext:
+    """Handed to ``generate``: report progress, and learn (by an exception) that the job must stop.
+
+    ``progress`` raises ``CancelledError`` or ``DeadlineExceededError`` once the job was cancelled,
+    its client vanished, or its deadline passed; backends call it at each step.
+    """
+
+    def __init__(self, emit: Callable[[int, int], None], is_cancelled: Callable[[], str | None], min_interval_s: float = 0.02):
+        self._emit = emit
+        self._is_cancelled = is_cancelled
+        self._min_interval_s = min_interval_s
+        self._last_emit_s = 0.0
+
+    def check(self) -> None:
+        reason = self._is_cancelled()
+        if reason == "deadline":
+            raise DeadlineExceededError("the request's timeout_s passed while it was running")
+        if reason:
+            raise CancelledError(f"the request was cancelled ({reason})")
+
+    def progress(self, step: int, total: int) -> None:
+        self.check()
+        now = time.monotonic()
+        if step >= total or now - self._last_emit_s >= self._min_interval_s:
+            self._last_emit_s = now
+            self._emit(step, total)
+
+
+class Backend(Protocol):
+    """What every model family provides."""
+
+    def load(self, device: str) -> None: ...
+
+    def generate(self, request: GenerateRequest, ctx: RunContext) -> GenerateOutput: ...
+
+    def unload(self) -> None: ...
+
+    def memory_bytes(self) -> int: ...
+
+
+def backend_class(name: str) -> type:
+    """The backend class registered as ``name`` (imports its module)."""
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create_backend(spec: "ModelSpec") -> Backend:
+    """A backend for one catalog entry, options checked, nothing loaded yet."""
+    return backend_class(spec.backend)(spec)

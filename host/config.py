@@ -1,0 +1,185 @@
+"""The host's one frozen configuration, validated before anything starts.
+
+The only host module that reads environment variables (the address and token defaults are shared
+with the client through ``client.address``). A catalog file is TOML::
+
+    preload = ["synth"]            # loaded, in this order, at start
+
+    [host]                         # every key optional
+    address = "ipc:///run/user/1000/modelhost/host.sock"
+    drain_timeout_s = 30
+    heartbeat_s = 0.5
+    client_liveness_s = 5
+    max_message_bytes = 268435456
+    token_file = "/etc/modelhost/token"   # required for tcp://
+
+    [models.synth]                 # one table per model
+    backend = "synth"              # a name in host.backends.BACKENDS
+    device = "cpu"                 # optional: cpu, cuda, cuda:1; default: best available
+    width = 256                    # any other key belongs to the backend, which checks it
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client import wire
+from client.address import Address, default_address, default_token, parse_address
+
+CONFIG_ENV = "MODELHOST_CONFIG"
+
+_HOST_KEYS = {
+    "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
+}
+
+# The catalog used when no --config is given: one small synth model, loaded at start.
+DEFAULT_CATALOG = """
+preload = ["synth"]
+
+[models.synth]
+backend = "synth"
+"""
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message says which key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry: the model's name, its backend, an optional device, and backend options."""
+
+    name: str
+    backend: str
+    device: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """Everything the daemon needs, checked once at start."""
+
+    address: Address
+    models: dict[str, ModelSpec]
+    preload: tuple[str, ...] = ()
+    drain_timeout_s: float = 30.0
+    heartbeat_s: float = 0.5
+    client_liveness_s: float = 5.0
+    limits: wire.Limits = wire.DEFAULT_LIMITS
+    token: str | None = None
+    source: str = "built-in default catalog"
+
+
+def load_config(path: str | None = None, *, address: str | None = None) -> HostConfig:
+    """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog); ``address`` wins over the file."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the catalog {path}: {exc.strerror}") from None
+        source = path
+    else:
+        text, source = DEFAULT_CATALOG, "built-in default catalog"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return parse_config(raw, address=address, source=source)
+
+
+def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
+    """Validate a parsed catalog; every problem raises ConfigError naming the key."""
+    unknown = set(raw) - {"preload", "host", "models"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [models.NAME]")
+    host = raw.get("host", {})
+    if not isinstance(host, dict):
+        raise ConfigError(f"{source}: [host] must be a table")
+    bad = set(host) - _HOST_KEYS
+    if bad:
+        raise ConfigError(f"{source}: unknown keys in [host]: {sorted(bad)}; known: {sorted(_HOST_KEYS)}")
+    models = _parse_models(raw.get("models", {}), source)
+    preload = raw.get("preload", [])
+    if not isinstance(preload, list) or not all(isinstance(p, str) for p in preload):
+        raise ConfigError(f"{source}: preload must be a list of model names")
+    for name in preload:
+        if name not in models:
+            raise ConfigError(f"{source}: preload names {name!r}, which has no [models.{name}] table")
+    try:
+        addr = parse_address(address or host.get("address") or default_address())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    token = _read_token(host.get("token_file"), source) if addr.is_tcp else None
+    if addr.is_tcp and not token:
+        raise ConfigError(
+            f"a tcp:// address needs a token: set MODELHOST_TOKEN or token_file in [host] ({source}); "
+            "clients pass the same token"
+        )
+    heartbeat_s = _positive(host, "heartbeat_s", 0.5, source)
+    liveness_s = _positive(host, "client_liveness_s", 5.0, source)
+    if liveness_s <= 2 * heartbeat_s:
+        raise ConfigError(f"{source}: client_liveness_s ({liveness_s}) must exceed twice heartbeat_s ({heartbeat_s})")
+    try:
+        limits = wire.Limits(
+            max_message_bytes=int(host.get("max_message_bytes", wire.DEFAULT_LIMITS.max_message_bytes)),
+            max_frames=int(host.get("max_frames", wire.DEFAULT_LIMITS.max_frames)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [host] {exc}") from None
+    return HostConfig(
+        address=addr,
+        models=models,
+        preload=tuple(preload),
+        drain_timeout_s=_positive(host, "drain_timeout_s", 30.0, source),
+        heartbeat_s=heartbeat_s,
+        client_liveness_s=liveness_s,
+        limits=limits,
+        token=token,
+        source=source,
+    )
+
+
+def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
+    from host.backends import BACKENDS  # the table of names only; no backend module is imported here
+
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{source}: models must be tables like [models.NAME]")
+    models: dict[str, ModelSpec] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [models.{name}] must be a table")
+        options = dict(table)
+        backend = options.pop("backend", None)
+        if backend not in BACKENDS:
+            raise ConfigError(f"{source}: [models.{name}] backend = {backend!r}; known backends: {', '.join(sorted(BACKENDS))}")
+        device = options.pop("device", None)
+        if device is not None and not isinstance(device, str):
+            raise ConfigError(f"{source}: [models.{name}] device must be a string like 'cpu' or 'cuda:0'")
+        models[name] = ModelSpec(name=name, backend=backend, device=device, options=options)
+    return models
+
+
+def _positive(table: dict[str, Any], key: str, default: float, source: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{source}: [host] {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _read_token(token_file: Any, source: str) -> str | None:
+    where = f"token_file {token_file}" if token_file else "MODELHOST_TOKEN"
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read token_file {token_file}: {exc.strerror}") from None
+    else:
+        token = default_token()
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"the token in {where} is shorter than 16 characters; use a long random one")
+    return token

@@ -1,0 +1,79 @@
+"""The composition root: config -> server + engine, start order, signals, drain and shutdown.
+
+Runs in the main thread. Start order: bind the socket (so clients can ask ``health`` while models
+preload), start the workers and the preload, start the I/O thread, wait for a signal. Shutdown is
+a state machine, safe to enter twice: SIGTERM/SIGINT -> draining (new work refused, in-flight work
+finishes within ``drain_timeout_s``; a second signal cuts the wait short) -> remaining jobs
+cancelled with an error reply each -> workers stopped, models unloaded -> socket closed and its
+file removed -> exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from host.config import HostConfig
+from host.engine import Engine
+from host.server import Server
+
+log = logging.getLogger("modelhost.daemon")
+
+_CANCEL_GRACE_S = 10.0  # how long cancelled running jobs get to reach their next progress point
+
+
+def serve(config: HostConfig) -> int:
+    """Run the host until SIGTERM/SIGINT; returns the process exit code."""
+    server = Server(config)
+    engine = Engine(config, reply=server.send)  # checks every catalog entry's options first
+    server.bind()
+    engine.start()
+    server.start(engine)
+    log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(config.models), config.address.url, config.source)
+    print(f"modelhost: serving {', '.join(config.models) or 'no models'} at {config.address.url}", flush=True)
+
+    signals = _SignalLatch()
+    try:
+        while not signals.first.wait(timeout=1.0):
+            if not server.thread.is_alive():
+                log.critical("the I/O thread died; shutting down")
+                break
+        log.info("draining: no new work, waiting up to %.0f s for %s", config.drain_timeout_s, engine.health()["jobs"])
+        engine.begin_drain()
+        _wait_unless(signals.second, lambda: engine.wait_idle(0.2), config.drain_timeout_s)
+        engine.cancel_all()
+        engine.wait_idle(_CANCEL_GRACE_S)
+        engine.stop(timeout_s=_CANCEL_GRACE_S)
+        time.sleep(config.heartbeat_s / 2)  # let the I/O thread send the last replies
+    finally:
+        server.stop()
+        signals.restore()
+    log.info("modelhost stopped")
+    return 0
+
+
+def _wait_unless(abort: threading.Event, done, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not abort.is_set():
+        if done():
+            return
+
+
+class _SignalLatch:
+    """SIGTERM/SIGINT set ``first``, then ``second``; the previous handlers come back on ``restore``."""
+
+    def __init__(self) -> None:
+        self.first = threading.Event()
+        self.second = threading.Event()
+        self._old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.first.is_set():
+            self.second.set()
+        self.first.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,85 @@
+"""Start a host daemon in a subprocess and wait until it answers: for tests, benchmarks and supervisors.
+
+Runs in the caller's thread; needs only the client (no torch in the calling process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class HostProcess:
+    """A running `modelhost serve` subprocess."""
+
+    proc: subprocess.Popen
+    address: str
+    socket_path: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait for the drain; SIGKILL if it overruns. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
+
+
+def short_tmp(prefix: str = "mh-") -> Path:
+    """A fresh temp folder with a short path: ipc:// paths are limited to ~107 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def start_host(catalog: str, *, folder: Path | None = None, address: str | None = None,
+               env: dict[str, str] | None = None, wait_ready: bool = True, timeout_s: float = 120.0) -> HostProcess:
+    """Run `python -m host serve` on ``catalog`` (TOML text) in ``folder``; wait until it is ready."""
+    folder = folder or short_tmp()
+    config = folder / "catalog.toml"
+    config.write_text(textwrap.dedent(catalog))
+    socket_path = folder / "run" / "host.sock"
+    address = address or f"ipc://{socket_path}"
+    log_path = folder / "host.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "host", "serve", "--config", str(config), "--address", address],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+    host = HostProcess(proc=proc, address=address, socket_path=socket_path, log_path=log_path)
+    if wait_ready:
+        wait_until_ready(host, timeout_s=timeout_s, token=(env or {}).get("MODELHOST_TOKEN"))
+    return host
+
+
+def wait_until_ready(host: HostProcess, timeout_s: float = 120.0, token: str | None = None) -> dict:
+    """Poll ``health`` until the host says ready; raise with its log if it exits or takes too long."""
+    from client import Client, HostUnavailableError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if host.proc.poll() is not None:
+            raise RuntimeError(f"host exited with {host.proc.returncode}:\n{host.log()}")
+        try:
+            with Client(host.address, token=token, liveness_s=2.0) as c:
+                health = c.health(timeout_s=5)
+            if health["ready"]:
+                return health
+        except HostUnavailableError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"host not ready within {timeout_s} s:\n{host.log()}")

@@ -1,0 +1,231 @@
+"""The host's ZeroMQ I/O thread: frames in -> engine; replies out; heartbeats; dead-client purge.
+
+Runs in the thread ``modelhost-io``, the only thread that touches the ROUTER socket. Workers hand
+replies to ``send`` (any thread): it encodes in the caller's thread, queues the frames and wakes
+the I/O thread through a socketpair. Every incoming frame counts as a heartbeat from its client;
+a client with work in the host that stays silent for ``client_liveness_s`` is dropped and its jobs
+are cancelled. Bad input of any kind gets an error reply; nothing a client sends stops this loop.
+
+Socket files: the default folder is created 0700, the socket file is created 0600 (umask), a
+stale file left by a killed host is removed, and a live host at the same path is never replaced.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from client import wire
+from client.address import runtime_dir
+from client.errors import BadRequestError, RequestError, UnauthorizedError
+from host.config import HostConfig
+from host.engine import Engine
+
+log = logging.getLogger("modelhost.server")
+
+
+class AddressInUseError(RuntimeError):
+    """Another live host already serves this address."""
+
+
+class Server:
+    """The ROUTER socket and the thread that owns it."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.engine: Engine | None = None
+        self._limits = config.limits
+        self._outbox: deque[list[Any]] = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._last_seen: dict[bytes, float] = {}
+        self.thread = threading.Thread(target=self._run, name="modelhost-io", daemon=True)
+
+    # ---- set-up and shutdown (main thread) ----
+
+    def bind(self) -> None:
+        addr = self.config.address
+        self._sock.setsockopt(zmq.LINGER, 1000)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_message_bytes)
+        self._sock.setsockopt(zmq.RCVHWM, 10000)
+        self._sock.setsockopt(zmq.SNDHWM, 10000)
+        if addr.path is None:
+            self._sock.bind(addr.url)
+            return
+        _prepare_socket_dir(addr.path)
+        _remove_stale_socket(addr.path)
+        old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others can connect
+        try:
+            self._sock.bind(addr.url)
+        finally:
+            os.umask(old_umask)
+        os.chmod(addr.path, 0o600)
+
+    def start(self, engine: Engine) -> None:
+        self.engine = engine
+        self.thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued, close the socket, remove the socket file. Safe to call twice."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._wake()
+            if self.thread.is_alive():
+                self.thread.join(timeout=timeout_s)
+        path = self.config.address.path
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    # ---- replies (any thread) ----
+
+    def send(self, peer: bytes, kind: str, request_id: int, body: dict) -> None:
+        """Queue one reply. A body that cannot be encoded becomes an error reply, so the client still gets one."""
+        try:
+            frames = wire.encode(kind, request_id, body, limits=self._limits)
+        except RequestError as exc:
+            if kind not in wire.FINAL_REPLY_KINDS:
+                return
+            frames = wire.encode("error", request_id, {"code": "internal", "message": f"the host could not encode its reply: {exc.message}"})
+        self._outbox.append([peer, *frames])
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    # ---- the I/O thread ----
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        tick_ms = self.config.heartbeat_s * 1000 / 2
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(timeout=tick_ms))
+                if self._wake_r.fileno() in ready:
+                    _drain(self._wake_r)
+                if self._sock in ready:
+                    self._receive()
+                self._flush()
+                self._tick()
+            self._flush()
+        except Exception:
+            log.critical("the I/O thread failed; the host cannot serve", exc_info=True)
+        finally:
+            self._sock.close(linger=1000)
+            self._ctx.term()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _flush(self) -> None:
+        while self._outbox:
+            frames = self._outbox.popleft()
+            try:
+                self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                pass  # the peer's queue is full or it is gone: ROUTER drops, as the peer would never read it
+
+    def _receive(self) -> None:
+        for _ in range(1000):  # bounded, so replies and ticks are never starved by a flood
+            try:
+                frames = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            received_ns = time.monotonic_ns()
+            peer = frames[0].bytes
+            self._last_seen[peer] = time.monotonic()
+            self._handle(peer, frames[1:], received_ns)
+
+    def _handle(self, peer: bytes, frames: list[Any], received_ns: int) -> None:
+        request_id = 0
+        try:
+            msg = wire.decode(frames, limits=self._limits)
+            request_id = msg.id
+            self._authorize(msg)
+            if msg.kind == "ping":
+                self.send(peer, "pong", msg.id, {})
+                return
+            if msg.kind not in wire.REQUEST_KINDS:
+                raise BadRequestError(f"a {msg.kind!r} message is a reply, not a request")
+            body = self.engine.handle(peer, msg, received_ns)
+        except RequestError as exc:
+            rid = exc.request_id if exc.request_id is not None else request_id
+            self.send(peer, "error", rid, wire.error_body(exc))
+        except Exception as exc:  # a host bug: the client still gets its one reply, the host keeps serving
+            log.error("request %d from a client failed inside the host", request_id, exc_info=True)
+            self.send(peer, "error", request_id, wire.error_body(exc))
+        else:
+            if body is not None:
+                self.send(peer, "result", msg.id, body)
+
+    def _authorize(self, msg: wire.Message) -> None:
+        token = self.config.token
+        if token is not None and not hmac.compare_digest((msg.token or "").encode(), token.encode()):
+            raise UnauthorizedError("this host needs a token: set MODELHOST_TOKEN (or pass token=) to the host's token")
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        busy = self.engine.peers()
+        limit = self.config.client_liveness_s
+        dead = {peer for peer in busy if now - self._last_seen.get(peer, now) > limit}
+        self.engine.tick(now, dead)
+        if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
+            self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _prepare_socket_dir(path: str) -> None:
+    folder = os.path.dirname(path)
+    if folder == runtime_dir():
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # ours alone, even if it existed with a looser mode
+    else:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file nobody listens on; refuse if a host answers there."""
+    if not os.path.exists(path):
+        return
+    if not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise AddressInUseError(f"{path} exists and is not a socket; choose another --address")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+            raise
+        os.unlink(path)
+        log.info("removed a stale socket file %s", path)
+        return
+    finally:
+        probe.close()
+    raise AddressInUseError(f"another modelhost host is already serving at ipc://{path}; stop it first (or use --address)")

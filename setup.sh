@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create .venv (Python >= 3.11) and install modelhost with the host's dependencies. Idempotent.
+#   ./setup.sh          the host, the client and the CLI
+#   ./setup.sh --test   also the test tools, and .venv-py310 (the client on Python 3.10) when a 3.10 exists
+set -euo pipefail
+cd "$(dirname "$0")"
+
+find_python() {
+  for p in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+    [ -n "$p" ] && command -v "$p" >/dev/null 2>&1 &&
+      "$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v "$p"; return; }
+  done
+  echo "setup.sh: the host needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+}
+
+# pip, quiet, minus this kind of machine's notes about absent local indexes; pip's exit status is kept.
+pip_quiet() { "$@" --quiet --disable-pip-version-check 2> >(grep -v "^WARNING: Location" >&2); }
+
+[ -x .venv/bin/python ] || "$(find_python)" -m venv .venv
+pip_quiet .venv/bin/python -m pip install --upgrade pip "setuptools<81" wheel
+extras="host"
+[ "${1:-}" = "--test" ] && extras="host,test"
+pip_quiet .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"
+.venv/bin/python -c "import client, host.daemon" # fails loudly if the install is broken
+
+if [ "${1:-}" = "--test" ]; then
+  py310=$(command -v python3.10 || ls -d "$HOME"/.pyenv/versions/3.10*/bin/python 2>/dev/null | head -n 1 || true)
+  if [ -n "$py310" ]; then
+    [ -x .venv-py310/bin/python ] || "$py310" -m venv .venv-py310
+    # numpy 2.3+ needs Python 3.11: the last release line for 3.10 is 2.2
+    pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3"
+  else
+    echo "setup.sh: no Python 3.10 found; the client-on-3.10 test will be skipped" >&2
+  fi
+fi

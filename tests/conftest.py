@@ -1,0 +1,59 @@
+"""Shared fixtures: real host daemons in subprocesses on temp ipc:// sockets, real checkpoint files.
+
+One session-wide host (``host``) serves most integration tests; tests that kill or stop a host
+start their own with ``start_host``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host.launch import ROOT, HostProcess, short_tmp, start_host, wait_until_ready  # noqa: F401 (re-exported for tests)
+
+# A model that computes ~0.1 s per second of audio here: duration_s sets how long it runs.
+SLOW_MODEL = 'backend = "synth"\nwidth = 512\ndepth = 4\nhop = 32'
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir() -> Path:
+    return short_tmp()
+
+
+@pytest.fixture(scope="session")
+def synth_checkpoint(checkpoint_dir: Path) -> Path:
+    """A real synth checkpoint file, written through the backend's own save path."""
+    from host.backends.synth import save_checkpoint
+
+    return save_checkpoint(checkpoint_dir / "synth.pt", {"width": 96, "depth": 2, "hop": 320}, init_seed=11)
+
+
+@pytest.fixture(scope="session")
+def host(synth_checkpoint: Path):
+    """The shared host: a checkpoint-backed model, a stereo one, a slow one, and one that cannot load."""
+    h = start_host(f"""
+        preload = ["synth", "stereo"]
+
+        [host]
+        heartbeat_s = 0.25
+        client_liveness_s = 2
+
+        [models.synth]
+        backend = "synth"
+        checkpoint = "{synth_checkpoint}"
+
+        [models.stereo]
+        backend = "synth"
+        width = 64
+        channels = 2
+
+        [models.slow]
+        {SLOW_MODEL}
+
+        [models.broken]
+        backend = "synth"
+        checkpoint = "/nonexistent/voice.pt"
+    """)
+    yield h
+    h.stop()

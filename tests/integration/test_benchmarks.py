@@ -1,0 +1,33 @@
+"""Smoke runs of the benchmarks (tiny repetitions) so they cannot rot; the figures live in benchmarks/README.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from host.launch import ROOT
+
+
+def _run(module: str, *args: str, tmp_path) -> dict:
+    out = tmp_path / f"{module}.json"
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("machine: ")
+    return json.loads(out.read_text())
+
+
+def test_roundtrip_benchmark_smoke(tmp_path) -> None:
+    report = _run("roundtrip", "--reps", "3", tmp_path=tmp_path)
+    results = report["results"]
+    assert report["machine"]["cores"] >= 1
+    for case in ("small", "10s_stereo"):
+        assert results[case]["host_p50_ms"] > 0 and results[case]["in_process_p50_ms"] > 0
+        assert results[case]["ratio_p50"] > 0
+
+
+def test_wire_threshold_benchmark_smoke(tmp_path) -> None:
+    report = _run("wire_threshold", "--reps", "3", tmp_path=tmp_path)
+    sizes = [row["bytes"] for row in report["median_round_trip"]]
+    assert sizes == sorted(sizes) and all(row["frame_us"] > 0 for row in report["median_round_trip"])

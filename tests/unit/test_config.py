@@ -1,0 +1,63 @@
+"""Catalog and address validation: a bad config fails at start with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from client.address import parse_address
+from host.config import ConfigError, load_config, parse_config
+
+
+def test_default_catalog_serves_one_synth_model(monkeypatch) -> None:
+    monkeypatch.delenv("MODELHOST_CONFIG", raising=False)
+    config = load_config(address="ipc:///tmp/x/host.sock")
+    assert list(config.models) == ["synth"] and config.preload == ("synth",)
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"models": {"a": {"backend": "nope"}}}, "known backends"),
+        ({"models": {"a": {"device": "cpu"}}}, "backend = None"),
+        ({"preload": ["ghost"], "models": {}}, "[models.ghost]"),
+        ({"preload": "a"}, "preload must be a list"),
+        ({"host": {"heartbeat_s": -1}}, "heartbeat_s must be a positive"),
+        ({"host": {"heartbeat_s": 1, "client_liveness_s": 1.5}}, "client_liveness_s"),
+        ({"host": {"colour": "red"}}, "unknown keys in [host]"),
+        ({"extra": 1}, "unknown top-level keys"),
+        ({"host": {"max_frames": 0}}, "max_frames"),
+    ],
+)
+def test_bad_catalogs_name_the_problem(raw, needle) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, address="ipc:///tmp/x/host.sock")
+    assert needle in str(info.value)
+
+
+def test_tcp_needs_loopback_and_a_token(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("MODELHOST_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="not on loopback"):
+        parse_config({}, address="tcp://0.0.0.0:5555")
+    with pytest.raises(ConfigError, match="needs a token"):
+        parse_config({}, address="tcp://127.0.0.1:5555")
+    monkeypatch.setenv("MODELHOST_TOKEN", "short")
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        parse_config({}, address="tcp://127.0.0.1:5555")
+    token_file = tmp_path / "token"
+    token_file.write_text("a-long-random-token-0123456789\n")
+    config = parse_config({"host": {"token_file": str(token_file)}}, address="tcp://[::1]:5555")
+    assert config.token == "a-long-random-token-0123456789"
+
+
+@pytest.mark.parametrize("url", ["ipc://relative/path", "tcp://127.0.0.1", "http://x", "tcp://10.0.0.1:80", "tcp://example.com:80"])
+def test_addresses_that_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(url)
+
+
+def test_backend_options_are_checked_before_start() -> None:
+    from host.backends import create_backend
+
+    config = parse_config({"models": {"s": {"backend": "synth", "widht": 3}}}, address="ipc:///tmp/x/h.sock")
+    with pytest.raises(ValueError, match="unknown synth options"):
+        create_backend(config.models["s"])

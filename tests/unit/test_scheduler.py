@@ -1,0 +1,116 @@
+"""The scheduler's rules: FIFO per model, cancel, deadlines, dead clients, and the invariant that
+every submitted job ends in exactly one place (taken to run, or removed with a reason)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from host.scheduler import FINISHED, QUEUED, REMOVED, RUNNING, Job, Scheduler
+
+
+def job(peer: bytes = b"a", rid: int = 1, model: str = "m", deadline: float = 100.0) -> Job:
+    return Job(peer, rid, "generate", model, {}, 0, deadline)
+
+
+def test_fifo_per_model_and_models_are_independent() -> None:
+    s = Scheduler()
+    jobs = [job(rid=i, model="m" if i % 2 else "n") for i in range(6)]
+    for j in jobs:
+        s.submit(j)
+    assert [s.take("m").request_id for _ in range(3)] == [1, 3, 5]
+    assert s.take("m") is None
+    assert s.take("n").request_id == 0
+    assert s.queued() == 2 and s.running_count() == 4 and s.running_count("n") == 1
+
+
+def test_cancel_removes_a_queued_job_and_flags_a_running_one() -> None:
+    s = Scheduler()
+    a, b = job(rid=1), job(rid=2)
+    s.submit(a)
+    s.submit(b)
+    assert s.take("m") is a
+    assert s.cancel((b"a", 2)) is b and b.state == REMOVED and b.reason == "cancelled"
+    assert s.cancel((b"a", 1)) is a and a.state == RUNNING and a.cancelled
+    assert s.cancel((b"a", 3)) is None
+    assert s.cancel((b"other", 1)) is None  # a client can only reach its own requests
+    s.finish(a)
+    assert a.state == FINISHED and s.running_count() == 0
+
+
+def test_expire_removes_queued_and_flags_running_past_deadline() -> None:
+    s = Scheduler()
+    running, late, fine = job(rid=1, deadline=5), job(rid=2, deadline=5), job(rid=3, deadline=50)
+    for j in (running, late, fine):
+        s.submit(j)
+    s.take("m")
+    assert s.expire(10.0) == [late]
+    assert running.cancelled and running.reason == "deadline"
+    assert not fine.cancelled and s.queued() == 1
+
+
+def test_drop_peer_touches_only_that_client() -> None:
+    s = Scheduler()
+    mine_running, mine_queued, theirs = job(b"a", 1), job(b"a", 2), job(b"b", 1)
+    for j in (mine_running, mine_queued, theirs):
+        s.submit(j)
+    s.take("m")
+    assert s.peers() == {b"a", b"b"}
+    assert s.drop_peer(b"a") == [mine_queued]
+    assert mine_running.reason == "client_gone" and not theirs.cancelled
+
+
+def test_first_cancel_reason_wins() -> None:
+    s = Scheduler()
+    j = job()
+    s.submit(j)
+    s.take("m")
+    s.cancel(j.key)
+    s.expire(1e9)
+    assert j.reason == "cancelled"
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["submit", "take", "finish", "cancel", "expire", "drop", "cancel_all"]),
+              st.integers(0, 3), st.integers(0, 7), st.sampled_from(["m", "n"])),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_every_job_ends_in_exactly_one_place(ops) -> None:
+    s = Scheduler()
+    submitted: list[Job] = []
+    taken: list[Job] = []
+    removed: list[Job] = []
+    for op, peer_n, n, model in ops:
+        peer = bytes([peer_n])
+        if op == "submit":
+            j = job(peer, len(submitted), model, deadline=float(n))
+            submitted.append(j)
+            s.submit(j)
+        elif op == "take":
+            j = s.take(model)
+            if j is not None:
+                taken.append(j)
+        elif op == "finish" and s.running:
+            s.finish(next(iter(s.running.values())))
+        elif op == "cancel":
+            j = s.cancel((peer, n))
+            if j is not None and j.state == REMOVED:
+                removed.append(j)
+        elif op == "expire":
+            removed += s.expire(float(n))
+        elif op == "drop":
+            removed += s.drop_peer(peer)
+        elif op == "cancel_all":
+            removed += s.cancel_all("shutdown")
+    queued = [j for q in s.queues.values() for j in q]
+    ids = lambda js: [id(j) for j in js]  # noqa: E731
+    assert sorted(ids(taken) + ids(removed) + ids(queued)) == sorted(ids(submitted))
+    assert all(j.state == QUEUED and not j.cancelled for j in queued)
+    assert all(j.state == REMOVED and j.cancelled and j.reason for j in removed)
+    assert all(j.state in (RUNNING, FINISHED) for j in taken)
+    for q in s.queues.values():  # FIFO: queue order is submission order
+        assert [j.request_id for j in q] == sorted(j.request_id for j in q)

@@ -1,0 +1,1 @@
+"""Forwards a WebUI's MusicGen, AudioGen and RVC calls to the modelhost host (built in a later issue)."""
