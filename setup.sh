@@ -25,7 +25,10 @@ pip_quiet .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"
 .venv/bin/python -c "import client, host.daemon" # fails loudly if the install is broken
 
 if [ "${1:-}" = "--test" ]; then
-  py310=$(command -v python3.10 || ls -d "$HOME"/.pyenv/versions/3.10*/bin/python 2>/dev/null | head -n 1 || true)
+  py310=""
+  for p in python3.10 "$HOME"/.pyenv/versions/3.10*/bin/python; do  # a pyenv shim may exist yet not run
+    "$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { py310=$p; break; }
+  done
   if [ -n "$py310" ]; then
     [ -x .venv-py310/bin/python ] || "$py310" -m venv .venv-py310
     # numpy 2.3+ needs Python 3.11: the last release line for 3.10 is 2.2

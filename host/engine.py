@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from client import wire
+from host import __version__
 from client.errors import BadRequestError, UnknownModelError
 from host.backends import create_backend
 from host.config import HostConfig
@@ -142,8 +143,6 @@ class Engine:
         with self._cond:
             queued, running = self._sched.queued(), self._sched.running_count()
             state = self.state
-        from host import __version__
-
         return {
             "status": state,
             "ready": state == "running",

@@ -56,11 +56,12 @@ class ModelSlot:
             return 0
         self._set(state=LOADING, error=None)
         start = time.perf_counter_ns()
+        device: str | None = None
         try:
             device = devices.resolve_device(self.spec.device)
             self.backend.load(device)
         except Exception as exc:
-            self._discard(device if "device" in locals() else None)
+            self._discard(device)
             self._set(state=FAILED, error=str(exc))
             if isinstance(exc, RequestError):
                 raise

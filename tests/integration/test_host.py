@@ -232,6 +232,18 @@ def test_many_threads_share_one_client_and_many_clients_share_the_host(host) -> 
         np.testing.assert_array_equal(results[seed], audio)  # every caller got its own request's audio
 
 
+def test_many_tasks_share_one_async_client(host) -> None:
+    async def scenario() -> list:
+        async with AsyncClient(host.address) as c:
+            return await asyncio.gather(*(c.generate("synth", "p", params={"duration_s": 0.2, "seed": s}) for s in range(1, 9)))
+
+    results = asyncio.run(scenario())
+    with Client(host.address) as c:
+        for seed, result in zip(range(1, 9), results):
+            assert result.info["seed"] == seed
+            np.testing.assert_array_equal(result.audio, c.generate("synth", "p", params={"duration_s": 0.2, "seed": seed}).audio)
+
+
 def _raw_dealer(address: str) -> tuple[zmq.Context, zmq.Socket]:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
