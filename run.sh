@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, start the host with its catalog ($MODELHOST_CONFIG, else the default one),
-# make a first generation through it (first.wav, or $MODELHOST_FIRST_WAV), and keep serving.
+# make a first generation with its musicgen model (first.wav, or $MODELHOST_FIRST_WAV), and keep serving.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
@@ -12,7 +12,6 @@ for _ in $(seq 1 600); do
   kill -0 "$host" 2>/dev/null || { echo "run.sh: the host exited; see its log above" >&2; exit 1; }
   sleep 0.2
 done
-model=$(.venv/bin/modelhost ps --json | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)[0]["name"])')
-.venv/bin/modelhost generate "$model" "a first sound" --param duration_s=3 -o "${MODELHOST_FIRST_WAV:-first.wav}"
+.venv/bin/modelhost generate musicgen "a calm piano melody" --param duration=3 -o "${MODELHOST_FIRST_WAV:-first.wav}"
 echo "run.sh: the host keeps serving (pid $host); Ctrl-C stops it. Try: .venv/bin/modelhost ps"
 wait "$host"

@@ -22,7 +22,32 @@ pip_quiet .venv/bin/python -m pip install --upgrade pip "setuptools<81" wheel
 extras="host"
 [ "${1:-}" = "--test" ] && extras="host,test"
 pip_quiet .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"
-.venv/bin/python -c "import client, host.daemon" # fails loudly if the install is broken
+
+# The model stack (audiocraft, rvc-python and what they import). Their published pins cannot be met
+# together, so the tested set is installed as is, without resolving (requirements/models.txt), and
+# fairseq-fixed (the fairseq module for Python 3.11+) is built against the installed torch.
+pip_quiet .venv/bin/python -m pip install --no-deps -r requirements/models.txt
+.venv/bin/python -c "import fairseq" 2>/dev/null ||
+  pip_quiet .venv/bin/python -m pip install --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
+
+# torchaudio 2.11 on PyPI is built for CUDA: beside a CPU-only torch its C++ extension cannot load and
+# `import torchaudio` fails. What audiocraft and rvc-python use of it is pure Python, so on a CPU
+# torch (and only then) the extension is set aside and torchaudio runs without it.
+.venv/bin/python - <<'PY'
+import glob, importlib.util, os, sys
+import torch
+try:
+    import torchaudio  # noqa: F401
+except OSError as exc:
+    if torch.version.cuda is not None or "Could not load this library" not in str(exc):
+        raise
+    lib = os.path.join(importlib.util.find_spec("torchaudio").submodule_search_locations[0], "lib")
+    for so in glob.glob(os.path.join(lib, "*.so")):
+        os.replace(so, so + ".cuda-only")
+    print("setup.sh: CPU torch: torchaudio's CUDA extension set aside (pure-Python torchaudio)", file=sys.stderr)
+PY
+.venv/bin/python -c "import client, host.daemon, torchaudio, audiocraft.models, fairseq, rvc_python.modules.vc.pipeline" \
+  2> >(grep -vE "Warning|warn|^ *$" >&2)  # fails loudly if the install is broken
 
 if [ "${1:-}" = "--test" ]; then
   py310=""

@@ -1,6 +1,6 @@
-"""`modelhost serve|ps|load|unload|health|generate`: argv -> config or client calls -> output; no logic.
+"""`modelhost serve|ps|load|unload|health|generate|doctor`: argv -> config or client calls -> output; no logic.
 
-Every subcommand but ``serve`` is a thin client call and never imports torch, so it starts fast.
+Every subcommand but ``serve`` and ``doctor`` is a thin client call and never imports torch, so it starts fast.
 Exit codes: 0 ok, 1 the request failed (the message says why), 2 bad usage or config,
 3 no host answered.
 """
@@ -16,6 +16,7 @@ import time
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_HOST = 0, 1, 2, 3
+_CHATTY_LIBRARIES = ("audiocraft", "fairseq", "rvc_python", "faiss", "numba", "httpx", "urllib3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     client_command("load", "load a model now instead of on first use").add_argument("model")
     client_command("unload", "unload a model (after the requests queued for it)").add_argument("model")
 
+    sub.add_parser("doctor", help="check that each backend can load here: torch, CUDA, NVML, model libraries",
+                   description="Import each model family's libraries, report torch/CUDA/NVML and device memory, "
+                               "and say what is missing and how to fix it. Exits 1 if anything is missing.")
+
     gen = client_command("generate", "generate audio with a model and write it to a WAV file")
     gen.add_argument("model")
     gen.add_argument("prompt", nargs="?", default=None)
@@ -61,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "doctor":
+        from host import doctor
+
+        return EXIT_FAILED if doctor.run() else EXIT_OK
     from client.errors import HostUnavailableError, RequestError
 
     try:
@@ -82,10 +91,19 @@ def _serve(args: argparse.Namespace) -> int:
     # An operator's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # the model libraries log at INFO on every request; keep the host's own lines
+        for name in _CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    from client.address import default_address, parse_address
     from host.config import ConfigError, load_config
-    from host.server import AddressInUseError
+    from host.server import AddressInUseError, ensure_address_free
 
     try:
+        try:
+            early = parse_address(args.address or default_address())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        ensure_address_free(early)  # before the catalog: a second host is refused at once
         config = load_config(args.config, address=args.address)
         from host.daemon import serve
 

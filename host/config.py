@@ -3,7 +3,7 @@
 The only host module that reads environment variables (the address and token defaults are shared
 with the client through ``client.address``). A catalog file is TOML::
 
-    preload = ["synth"]            # loaded, in this order, at start
+    preload = ["synth"]            # loaded, in this order, at start (a voice-folder table: all its voices)
 
     [host]                         # every key optional
     address = "ipc:///run/user/1000/modelhost/host.sock"
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,6 @@ CONFIG_ENV = "MODELHOST_CONFIG"
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
 }
-
-# The catalog used when no --config is given: one small synth model, loaded at start.
-DEFAULT_CATALOG = """
-preload = ["synth"]
-
-[models.synth]
-backend = "synth"
-"""
 
 
 class ConfigError(ValueError):
@@ -72,10 +64,12 @@ class HostConfig:
     limits: wire.Limits = wire.DEFAULT_LIMITS
     token: str | None = None
     source: str = "built-in default catalog"
+    notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
 
 
 def load_config(path: str | None = None, *, address: str | None = None) -> HostConfig:
-    """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog); ``address`` wins over the file."""
+    """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog, see host.defaults);
+    ``address`` wins over the file."""
     path = path or os.environ.get(CONFIG_ENV) or None
     if path:
         try:
@@ -84,12 +78,23 @@ def load_config(path: str | None = None, *, address: str | None = None) -> HostC
             raise ConfigError(f"cannot read the catalog {path}: {exc.strerror}") from None
         source = path
     else:
-        text, source = DEFAULT_CATALOG, "built-in default catalog"
+        from host.defaults import default_catalog
+
+        raw, notes = default_catalog(cache_dir(), os.environ.get("AUDIOCRAFT_CACHE_DIR"))
+        return replace(parse_config(raw, address=address, source="built-in default catalog"), notes=tuple(notes))
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     return parse_config(raw, address=address, source=source)
+
+
+def cache_dir() -> Path:
+    """Where the host keeps what it builds: $MODELHOST_CACHE_DIR, else $XDG_CACHE_HOME/modelhost, else ~/.cache/modelhost."""
+    if os.environ.get("MODELHOST_CACHE_DIR"):
+        return Path(os.environ["MODELHOST_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "modelhost"
 
 
 def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
@@ -107,9 +112,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
     preload = raw.get("preload", [])
     if not isinstance(preload, list) or not all(isinstance(p, str) for p in preload):
         raise ConfigError(f"{source}: preload must be a list of model names")
-    for name in preload:
-        if name not in models:
-            raise ConfigError(f"{source}: preload names {name!r}, which has no [models.{name}] table")
+    preload = [m for name in preload for m in _preload_names(name, models, source)]
     try:
         addr = parse_address(address or host.get("address") or default_address())
     except ValueError as exc:
@@ -160,8 +163,45 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
         device = options.pop("device", None)
         if device is not None and not isinstance(device, str):
             raise ConfigError(f"{source}: [models.{name}] device must be a string like 'cpu' or 'cuda:0'")
-        models[name] = ModelSpec(name=name, backend=backend, device=device, options=options)
+        if backend == "rvc" and "folder" in options:
+            for voice, voice_options in _voice_folder(name, options, source):
+                models[voice] = ModelSpec(name=voice, backend=backend, device=device, options=voice_options)
+        else:
+            models[name] = ModelSpec(name=name, backend=backend, device=device, options=options)
     return models
+
+
+def _preload_names(name: str, models: dict[str, ModelSpec], source: str) -> list[str]:
+    """A model name, or the name of a voice-folder table (all its voices)."""
+    if name in models:
+        return [name]
+    voices = [m for m in models if m.startswith(name + "/")]
+    if not voices:
+        raise ConfigError(f"{source}: preload names {name!r}, which has no [models.{name}] table")
+    return voices
+
+
+def _voice_folder(name: str, options: dict[str, Any], source: str) -> list[tuple[str, dict[str, Any]]]:
+    """``folder = ...`` in an rvc table: one model ``NAME/STEM`` per ``STEM.pth``, with its ``.index``.
+
+    The index is ``STEM.index`` if present, else the one index whose name contains STEM (RVC's
+    training writes ``added_IVF..._STEM_v2.index``); the table's other keys apply to every voice.
+    """
+    options = dict(options)
+    folder = Path(str(options.pop("folder"))).expanduser()
+    voices = sorted(folder.glob("*.pth"))
+    if not voices:
+        raise ConfigError(f"{source}: [models.{name}] folder {folder} holds no .pth voices")
+    indexes = sorted(p for p in folder.glob("*.index") if "trained" not in p.name)
+    out = []
+    for pth in voices:
+        exact = folder / f"{pth.stem}.index"
+        matches = [exact] if exact in indexes else [p for p in indexes if pth.stem in p.stem]
+        voice = {**options, "model": str(pth)}
+        if len(matches) == 1:
+            voice["index"] = str(matches[0])
+        out.append((f"{name}/{pth.stem}", voice))
+    return out
 
 
 def _positive(table: dict[str, Any], key: str, default: float, source: str) -> float:

@@ -32,6 +32,8 @@ def serve(config: HostConfig) -> int:
     engine.start()
     server.start(engine)
     log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(config.models), config.address.url, config.source)
+    for note in config.notes:
+        log.warning("%s", note)
     print(f"modelhost: serving {', '.join(config.models) or 'no models'} at {config.address.url}", flush=True)
 
     signals = _SignalLatch()

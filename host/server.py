@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from client import wire
-from client.address import runtime_dir
+from client.address import Address, runtime_dir
 from client.errors import BadRequestError, RequestError, UnauthorizedError
 from host.config import HostConfig
 from host.engine import Engine
@@ -67,7 +67,7 @@ class Server:
             self._sock.bind(addr.url)
             return
         _prepare_socket_dir(addr.path)
-        _remove_stale_socket(addr.path)
+        ensure_address_free(addr)
         old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others can connect
         try:
             self._sock.bind(addr.url)
@@ -210,9 +210,13 @@ def _prepare_socket_dir(path: str) -> None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
 
 
-def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file nobody listens on; refuse if a host answers there."""
-    if not os.path.exists(path):
+def ensure_address_free(addr: Address) -> None:
+    """Refuse if a host answers at ``addr``; remove a stale socket file nobody listens on (ipc only).
+
+    Called before anything slow (catalog, weights) so a second host fails at once.
+    """
+    path = addr.path
+    if path is None or not os.path.exists(path):
         return
     if not stat.S_ISSOCK(os.stat(path).st_mode):
         raise AddressInUseError(f"{path} exists and is not a socket; choose another --address")

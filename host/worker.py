@@ -111,7 +111,12 @@ class ModelSlot:
                 "hits": self.hits,
                 "last_used": self.last_used,
                 "error": self.error,
+                "details": self._details(),
             }
+
+    def _details(self) -> dict[str, Any]:
+        details = getattr(self.backend, "details", None)
+        return details() if details is not None and self.state == READY else {}
 
 
 class ModelWorker:

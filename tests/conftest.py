@@ -57,3 +57,54 @@ def host(synth_checkpoint: Path):
     """)
     yield h
     h.stop()
+
+
+@pytest.fixture(scope="session")
+def model_files() -> dict[str, Path]:
+    """Checkpoints written once per session through host.weights (the libraries' own classes)."""
+    from host import weights
+
+    root = short_tmp("mh-models-")
+    voices = root / "voices"
+    files = {
+        "musicgen": weights.write_audiocraft(root / "musicgen", "musicgen", seed=1),
+        "audiogen": weights.write_audiocraft(root / "audiogen", "audiogen", seed=2),
+        "hubert": weights.write_hubert(root / "hubert_base.pt"),
+        "alice": weights.write_rvc_voice(voices / "alice.pth", seed=3),
+        "alice_index": weights.write_faiss_index(voices / "added_IVF8_Flat_nprobe_1_alice_v2.index"),
+        "bob": weights.write_rvc_voice(voices / "bob.pth", seed=4),
+    }
+    files["voices"] = voices
+    return files
+
+
+@pytest.fixture(scope="session")
+def model_host(model_files):
+    h = start_host(f"""
+        preload = ["musicgen", "audiogen", "voices"]
+
+        [host]
+        heartbeat_s = 0.25
+
+        [models.musicgen]
+        backend = "musicgen"
+        checkpoint = "{model_files['musicgen']}"
+        max_duration_s = 20
+
+        [models.audiogen]
+        backend = "audiogen"
+        checkpoint = "{model_files['audiogen']}"
+        device = "cpu"
+
+        [models.voices]
+        backend = "rvc"
+        folder = "{model_files['voices']}"
+        hubert = "{model_files['hubert']}"
+
+        [models.lost-voice]
+        backend = "rvc"
+        model = "{model_files['voices']}/missing.pth"
+        hubert = "{model_files['hubert']}"
+    """, timeout_s=300)
+    yield h
+    h.stop()

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # name -> "module:Class"; imported on first use, so adding a family is one line here.
 BACKENDS: dict[str, str] = {
     "synth": "host.backends.synth:SynthBackend",
+    "musicgen": "host.backends.musicgen:MusicGenBackend",
+    "audiogen": "host.backends.musicgen:AudioGenBackend",
+    "rvc": "host.backends.rvc:RvcBackend",
 }
 
 
@@ -84,6 +87,8 @@ class Backend(Protocol):
     def unload(self) -> None: ...
 
     def memory_bytes(self) -> int: ...
+
+    # Optional: ``details() -> dict`` adds backend-specific facts to ``ps`` (e.g. shared weights).
 
 
 def backend_class(name: str) -> type:

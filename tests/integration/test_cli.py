@@ -14,7 +14,7 @@ import pytest
 from client.wavfile import read_wav, write_wav
 from tests.conftest import ROOT
 
-SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "generate"]
+SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "generate", "doctor"]
 
 
 def modelhost(*args: str, address: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -84,3 +84,11 @@ def test_installed_console_script() -> None:
     script = os.path.join(os.path.dirname(sys.executable), "modelhost")
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and all(c in done.stdout for c in SUBCOMMANDS)
+
+
+def test_doctor_reports_every_backend() -> None:
+    done = modelhost("doctor", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for family in ("synth", "musicgen", "audiogen", "rvc"):
+        assert any(line.startswith(family) and " ok " in line for line in done.stdout.splitlines()), done.stdout
+    assert done.stdout.startswith("torch ") and "nvml " in done.stdout

@@ -25,7 +25,8 @@ def test_the_two_commands_are_first_and_ci_runs_the_test_command() -> None:
 def test_run_sh_serves_and_writes_a_first_wav() -> None:
     folder = short_tmp()
     wav = folder / "first.wav"
-    env = {**os.environ, "MODELHOST_ADDRESS": f"ipc://{folder}/host.sock", "MODELHOST_FIRST_WAV": str(wav)}
+    env = {**os.environ, "MODELHOST_ADDRESS": f"ipc://{folder}/host.sock", "MODELHOST_FIRST_WAV": str(wav),
+           "MODELHOST_CACHE_DIR": str(folder / "cache")}  # an empty cache: the default catalog builds random weights
     env.pop("MODELHOST_CONFIG", None)
     proc = subprocess.Popen(["./run.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -39,7 +40,8 @@ def test_run_sh_serves_and_writes_a_first_wav() -> None:
                 break
         assert any("keeps serving" in line for line in lines), "".join(lines)
         with wave.open(str(wav)) as w:
-            assert w.getnframes() == 3 * w.getframerate()
+            assert w.getnframes() == 3 * w.getframerate() == 3 * 32000
+        assert "serving small RANDOM weights" in "".join(lines)  # it says so clearly
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0
         assert not (folder / "host.sock").exists()  # the host drained and removed its socket
@@ -48,9 +50,9 @@ def test_run_sh_serves_and_writes_a_first_wav() -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_the_python_example_runs(host) -> None:
+def test_the_python_example_runs(model_host) -> None:
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    env = {**os.environ, "MODELHOST_ADDRESS": host.address}
+    env = {**os.environ, "MODELHOST_ADDRESS": model_host.address}
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -5,13 +5,20 @@ from __future__ import annotations
 import pytest
 
 from client.address import parse_address
-from host.config import ConfigError, load_config, parse_config
+from host.config import ConfigError, parse_config
 
 
-def test_default_catalog_serves_one_synth_model(monkeypatch) -> None:
-    monkeypatch.delenv("MODELHOST_CONFIG", raising=False)
-    config = load_config(address="ipc:///tmp/x/host.sock")
-    assert list(config.models) == ["synth"] and config.preload == ("synth",)
+def test_a_voice_folder_expands_to_one_model_per_voice_with_its_index(tmp_path) -> None:
+    for name in ("alice.pth", "bob.pth", "alice.index", "added_IVF256_Flat_nprobe_1_bob_v2.index", "trained_x_bob.index"):
+        (tmp_path / name).write_bytes(b"")
+    raw = {"preload": ["voices"], "models": {"voices": {"backend": "rvc", "folder": str(tmp_path), "hubert": "/h.pt"}}}
+    config = parse_config(raw, address="ipc:///tmp/x/host.sock")
+    assert config.preload == ("voices/alice", "voices/bob")
+    alice, bob = config.models["voices/alice"].options, config.models["voices/bob"].options
+    assert alice == {"model": str(tmp_path / "alice.pth"), "index": str(tmp_path / "alice.index"), "hubert": "/h.pt"}
+    assert bob["index"] == str(tmp_path / "added_IVF256_Flat_nprobe_1_bob_v2.index")
+    with pytest.raises(ConfigError, match="holds no .pth voices"):
+        parse_config({"models": {"v": {"backend": "rvc", "folder": str(tmp_path / "none")}}}, address="ipc:///tmp/x/h.sock")
 
 
 @pytest.mark.parametrize(
@@ -61,3 +68,15 @@ def test_backend_options_are_checked_before_start() -> None:
     config = parse_config({"models": {"s": {"backend": "synth", "widht": 3}}}, address="ipc:///tmp/x/h.sock")
     with pytest.raises(ValueError, match="unknown synth options"):
         create_backend(config.models["s"])
+
+
+def test_the_24gb_example_catalog_is_valid() -> None:
+    from host.backends import create_backend
+    from host.config import load_config
+    from host.launch import ROOT
+
+    config = load_config(str(ROOT / "examples" / "catalog-24gb.toml"), address="ipc:///tmp/x/host.sock")
+    assert config.preload == ("musicgen-large", "audiogen", "voice-a", "voice-b")
+    assert {m.backend for m in config.models.values()} == {"musicgen", "audiogen", "rvc"}
+    for spec in config.models.values():
+        create_backend(spec)  # every model's options pass its backend's checks

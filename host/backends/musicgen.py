@@ -1,0 +1,218 @@
+"""``musicgen`` and ``audiogen``: audiocraft's text-to-music and text-to-sound models.
+
+Loading goes through audiocraft's own ``MusicGen.get_pretrained`` / ``AudioGen.get_pretrained``, so
+``checkpoint`` is what audiocraft accepts: a hub id (``facebook/musicgen-small``, ``-medium``,
+``-large``, ``-melody``, stereo variants, ``facebook/audiogen-medium``), found in the Hugging Face
+cache or ``$AUDIOCRAFT_CACHE_DIR``, or a local folder with ``state_dict.bin`` and
+``compression_state_dict.bin``. Parameters follow TTS-WebUI: ``duration`` (s), ``top_k``, ``top_p``,
+``temperature``, ``cfg_coef``, ``seed`` (-1 non-deterministic, 0 random, else fixed),
+``return_tokens``, ``use_multi_band_diffusion``; melody models also take input ``audio`` (the
+melody) with its ``sample_rate``. The same seed and parameters give the same samples as calling
+audiocraft in-process on the same device.
+
+Catalog options: ``checkpoint`` (required), ``max_duration_s`` (default 360, TTS-WebUI's maximum),
+``allow_pickle`` (default false: checkpoints load weights-only; set true only for files you trust
+that need full unpickling, such as some AudioGen releases).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from client.errors import BadParamsError, LoadFailedError
+from host.backends import GenerateOutput, GenerateRequest, RunContext
+from host.backends.rng import GLOBAL_RNG, parse_seed
+from host.config import ModelSpec
+from host.devices import module_bytes
+
+_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle"}
+_PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}
+_PICKLE_LOCK = threading.Lock()  # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is process-wide: one such load at a time
+
+
+class _AudiocraftBackend:
+    """What MusicGen and AudioGen share; subclasses name the audiocraft class."""
+
+    family = ""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        opts = dict(spec.options)
+        unknown = set(opts) - _OPTIONS
+        if unknown:
+            raise ValueError(f"[models.{spec.name}]: unknown {self.family} options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+        checkpoint = opts.get("checkpoint")
+        if not isinstance(checkpoint, str) or not checkpoint:
+            raise ValueError(f"[models.{spec.name}]: {self.family} needs checkpoint = a hub id like "
+                             f"\"facebook/{self.family}-small\" or a folder with state_dict.bin")
+        self.name = spec.name
+        self.checkpoint = checkpoint
+        self.max_duration_s = float(opts.get("max_duration_s", 360.0))
+        self.allow_pickle = bool(opts.get("allow_pickle", False))
+        self.model: Any = None
+        self.mbd: Any = None
+
+    # ---- the backend protocol ----
+
+    def load(self, device: str) -> None:
+        if os.path.isdir(os.path.expanduser(self.checkpoint)):
+            folder = os.path.expanduser(self.checkpoint)
+            missing = [f for f in ("state_dict.bin", "compression_state_dict.bin") if not os.path.isfile(os.path.join(folder, f))]
+            if missing:
+                raise LoadFailedError(f"model {self.name!r}: {folder} lacks {', '.join(missing)}; an audiocraft checkpoint "
+                                      "folder holds state_dict.bin and compression_state_dict.bin")
+            name = folder
+        else:
+            name = self.checkpoint
+        try:
+            self.model = self._get_pretrained(name, device)
+        except Exception as exc:
+            raise LoadFailedError(self._load_error(exc)) from None
+
+    def unload(self) -> None:
+        self.model = None
+        self.mbd = None
+
+    def memory_bytes(self) -> int:
+        if self.model is None:
+            return 0
+        total = module_bytes(self.model.lm) + module_bytes(self.model.compression_model)
+        return total + (module_bytes(self.mbd) if isinstance(self.mbd, torch.nn.Module) else 0)
+
+    def generate(self, request: GenerateRequest, ctx: RunContext) -> GenerateOutput:
+        model = self.model
+        assert model is not None, "generate before load"
+        params = self._check_params(request)
+        seed, reported_seed = parse_seed(params.pop("seed", -1))
+        return_tokens = bool(params.pop("return_tokens", False))
+        use_mbd = bool(params.pop("use_multi_band_diffusion", False))
+        mbd = self._multi_band_diffusion() if use_mbd else None
+        model.set_generation_params(**params)
+        model.set_custom_progress_callback(ctx.progress)
+        descriptions = [request.prompt or ""]
+        with GLOBAL_RNG.run(seed):
+            if request.audio is not None:
+                melody = torch.as_tensor(_float_audio(request.audio)).to(model.device)
+                wav, tokens = model.generate_with_chroma(descriptions, melody[None], request.sample_rate,
+                                                         progress=True, return_tokens=True)
+            else:
+                wav, tokens = model.generate(descriptions, progress=True, return_tokens=True)
+            if mbd is not None:
+                wav = mbd.tokens_to_wav(tokens)
+        info: dict[str, Any] = {"seed": reported_seed}
+        if return_tokens:
+            info["tokens"] = tokens[0].cpu().numpy().astype(np.int32)
+        return GenerateOutput(audio=wav[0].float().cpu().numpy(), sample_rate=int(model.sample_rate), info=info)
+
+    # ---- helpers ----
+
+    def _get_pretrained(self, name: str, device: str) -> Any:
+        raise NotImplementedError
+
+    def _pretrained_with_policy(self, load, name: str, device: str) -> Any:
+        if not self.allow_pickle:
+            return load(name, device=device)
+        with _PICKLE_LOCK:
+            old = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+            try:
+                return load(name, device=device)
+            finally:
+                if old is None:
+                    del os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"]
+                else:
+                    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old
+
+    def _load_error(self, exc: Exception) -> str:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if "Weights only load failed" in str(exc):
+            return (f"model {self.name!r}: {self.checkpoint} needs full unpickling to load; if you trust this file, "
+                    f"set allow_pickle = true in [models.{self.name}]")
+        if any(s in str(exc) for s in ("offline", "LocalEntryNotFoundError", "couldn't connect", "Cannot find the requested files")):
+            return (f"model {self.name!r}: {self.checkpoint} is not in the Hugging Face cache and the hub cannot be reached; "
+                    "download it once (or set AUDIOCRAFT_CACHE_DIR), or point checkpoint at a local folder")
+        return f"model {self.name!r}: cannot load {self.checkpoint}: {text}"
+
+    def _multi_band_diffusion(self) -> Any:
+        if self.mbd is None:
+            from audiocraft.models import MultiBandDiffusion
+
+            try:
+                self.mbd = MultiBandDiffusion.get_mbd_musicgen(device=self.model.device)
+            except Exception as exc:
+                raise LoadFailedError(f"multi-band diffusion weights cannot be loaded ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0]}); generate without use_multi_band_diffusion") from None
+        return self.mbd
+
+    def _check_params(self, request: GenerateRequest) -> dict[str, Any]:
+        params = dict(request.params)
+        unknown = set(params) - _PARAMS
+        if unknown:
+            raise BadParamsError(f"unknown parameters for a {self.family} model: {sorted(unknown)}; known: {sorted(_PARAMS)}")
+        out: dict[str, Any] = {"duration": _number(params, "duration", 10.0, low=0.0, high=self.max_duration_s, open_low=True)}
+        card = int(self.model.lm.card)
+        top_k = params.get("top_k", 250)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= card:
+            raise BadParamsError(f"top_k must be an int in [0, {card}] (this model's vocabulary), got {top_k!r}")
+        out["top_k"] = top_k
+        out["top_p"] = _number(params, "top_p", 0.0, low=0.0, high=1.0)
+        out["temperature"] = _number(params, "temperature", 1.0, low=0.0, high=100.0, open_low=True)
+        out["cfg_coef"] = _number(params, "cfg_coef", 3.0, low=0.0, high=100.0)
+        for key in ("seed", "return_tokens", "use_multi_band_diffusion"):
+            if key in params:
+                out[key] = params[key]
+        if request.audio is not None:
+            if not self._has_melody():
+                raise BadParamsError(f"model {self.name!r} takes no melody: send audio only to melody models "
+                                     "(facebook/musicgen-melody, musicgen-melody-large, stereo-melody)")
+            audio = request.audio
+            if audio.ndim not in (1, 2) or audio.size == 0 or audio.dtype.kind not in "iuf":
+                raise BadParamsError(f"melody must be a non-empty 1-D or (channels, samples) array of samples, got {audio.dtype} {audio.shape}")
+        return out
+
+    def _has_melody(self) -> bool:
+        return "self_wav" in self.model.lm.condition_provider.conditioners
+
+
+class MusicGenBackend(_AudiocraftBackend):
+    """``backend = "musicgen"``."""
+
+    family = "musicgen"
+
+    def _get_pretrained(self, name: str, device: str) -> Any:
+        from audiocraft.models import MusicGen
+
+        return self._pretrained_with_policy(MusicGen.get_pretrained, name, device)
+
+
+class AudioGenBackend(_AudiocraftBackend):
+    """``backend = "audiogen"``."""
+
+    family = "audiogen"
+
+    def _get_pretrained(self, name: str, device: str) -> Any:
+        from audiocraft.models import AudioGen
+
+        return self._pretrained_with_policy(AudioGen.get_pretrained, name, device)
+
+    def _has_melody(self) -> bool:
+        return False
+
+
+def _number(params: dict[str, Any], key: str, default: float, *, low: float, high: float, open_low: bool = False) -> float:
+    value = params.get(key, default)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (value > low if open_low else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise BadParamsError(f"{key} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _float_audio(audio: np.ndarray) -> np.ndarray:
+    """(channels, samples) float32 in [-1, 1] from int or float samples, 1-D or 2-D."""
+    x = audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio.astype(np.float32)
+    return x[None, :] if x.ndim == 1 else x
