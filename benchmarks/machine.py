@@ -1,10 +1,13 @@
-"""The machine a benchmark ran on, in words and as JSON: CPU model, cores, memory, GPU if any."""
+"""The machine a benchmark ran on (CPU model, cores, memory, GPU), and the plumbing every benchmark shares."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
+from pathlib import Path
 
 
 def describe() -> dict[str, object]:
@@ -37,3 +40,18 @@ def describe() -> dict[str, object]:
 def line() -> str:
     m = describe()
     return f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, Python {m['python']}"
+
+
+def parse_args(doc: str, argv: list[str] | None, default_reps: int) -> argparse.Namespace:
+    """--reps and --json, described by the benchmark's docstring."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=default_reps)
+    parser.add_argument("--json", help="write the figures to this file")
+    return parser.parse_args(argv)
+
+
+def finish(report: dict, json_path: str | None) -> dict:
+    """Write the report as JSON if asked; return it."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2))
+    return report

@@ -8,8 +8,6 @@ is set from these figures. Usage: python -m benchmarks.wire_threshold [--reps N]
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -48,10 +46,7 @@ def round_trip_us(nbytes: int, inline: bool, reps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--json", help="write the figures to this file")
-    args = parser.parse_args(argv)
+    args = machine.parse_args(__doc__, argv, default_reps=200)
     print(machine.line())
     print(f"{'bytes':>10} {'inline us':>10} {'frame us':>10} {'inline/frame':>13}")
     rows = []
@@ -60,10 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"bytes": size, "inline_us": round(a, 1), "frame_us": round(b, 1), "ratio": round(a / b, 3)})
         print(f"{size:>10} {a:>10.1f} {b:>10.1f} {a / b:>13.2f}")
     report = {"machine": machine.describe(), "median_round_trip": rows, "inline_max_bytes": wire.DEFAULT_INLINE_MAX_BYTES}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    return report
+    return machine.finish(report, args.json)
 
 
 if __name__ == "__main__":

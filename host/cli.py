@@ -85,11 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+# OpenMP (libgomp, torch's CPU threads) settings for the daemon, set before torch loads; an
+# operator's own values win. Each model's worker thread gets its own OpenMP team, so the host has
+# more OpenMP threads than cores, and libgomp then throttles spinning to ~1000 iterations: every
+# small op of a token loop paid a thread wake-up. Measured here (2 cores, through the host):
+#   library default:           MusicGen 1 s 107 ms, RVC 1 s 62 ms, 2.56 MB result hand-off 3.8 ms
+#   PASSIVE:                   129 ms, 84 ms, 0.9 ms
+#   ACTIVE (unbounded spin):   32 ms, 46 ms, 1.0 ms, but one core busy forever while idle
+#   ACTIVE + 3e6 spins:        30 ms, 44 ms, 0.9 ms, idle CPU 0 (in-process: 28 ms, 47 ms)
+_OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "3000000"}
+
+
 def _serve(args: argparse.Namespace) -> int:
-    # Before torch loads OpenMP: spinning OpenMP workers starve the I/O threads and local clients on
-    # the cores they share (measured: 3.7 ms -> 0.9 ms from "model done" to "client has 2.56 MB").
-    # An operator's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for key, value in _OPENMP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # the model libraries log at INFO on every request; keep the host's own lines
         for name in _CHATTY_LIBRARIES:

@@ -91,6 +91,14 @@ class Backend(Protocol):
     # Optional: ``details() -> dict`` adds backend-specific facts to ``ps`` (e.g. shared weights).
 
 
+def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:
+    """The catalog options of ``spec``, or ValueError naming the unknown ones (a bad catalog fails at start)."""
+    unknown = set(spec.options) - known
+    if unknown:
+        raise ValueError(f"[models.{spec.name}]: unknown {spec.backend} options {sorted(unknown)}; known: {sorted(known)}")
+    return dict(spec.options)
+
+
 def backend_class(name: str) -> type:
     """The backend class registered as ``name`` (imports its module)."""
     module_name, _, class_name = BACKENDS[name].partition(":")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext
+from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
 from host.backends.rng import GLOBAL_RNG, parse_seed
 from host.config import ModelSpec
 from host.devices import module_bytes
@@ -41,10 +41,7 @@ class _AudiocraftBackend:
     family = ""
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = dict(spec.options)
-        unknown = set(opts) - _OPTIONS
-        if unknown:
-            raise ValueError(f"[models.{spec.name}]: unknown {self.family} options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+        opts = check_options(spec, _OPTIONS)
         checkpoint = opts.get("checkpoint")
         if not isinstance(checkpoint, str) or not checkpoint:
             raise ValueError(f"[models.{spec.name}]: {self.family} needs checkpoint = a hub id like "

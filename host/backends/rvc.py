@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext
+from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
 from host.backends.rng import GLOBAL_RNG
 from host.backends.shared import SHARED
 from host.config import ModelSpec
@@ -46,36 +46,26 @@ HUBERT_RATE = 16000
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """What rvc-python's Pipeline and VC read from its Config: device, precision and chunking."""
+    """What rvc-python's Pipeline and VC read from its Config: device, precision and chunking (seconds)."""
 
     device: str
     is_half: bool
+    x_pad: int
+    x_query: int
+    x_center: int
+    x_max: int
 
-    @property
-    def x_pad(self) -> int:
-        return 3 if self.is_half else 1
-
-    @property
-    def x_query(self) -> int:
-        return 10 if self.is_half else 6
-
-    @property
-    def x_center(self) -> int:
-        return 60 if self.is_half else 38
-
-    @property
-    def x_max(self) -> int:
-        return 65 if self.is_half else 41
+    @classmethod
+    def for_device(cls, device: str, is_half: bool) -> "PipelineSettings":
+        # rvc-python's Config.device_config values for half and full precision on a large-memory device
+        return cls(device, is_half, *((3, 10, 60, 65) if is_half else (1, 6, 38, 41)))
 
 
 class RvcBackend:
     """``backend = "rvc"`` (see the module docstring)."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = dict(spec.options)
-        unknown = set(opts) - _OPTIONS
-        if unknown:
-            raise ValueError(f"[models.{spec.name}]: unknown rvc options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+        opts = check_options(spec, _OPTIONS)
         for key in ("model", "hubert"):
             if not isinstance(opts.get(key), str):
                 raise ValueError(f"[models.{spec.name}]: rvc needs {key} = \"/path/to/{'voice.pth' if key == 'model' else 'hubert_base.pt'}\"")
@@ -102,7 +92,7 @@ class RvcBackend:
             if path is not None and not os.path.isfile(path):
                 raise LoadFailedError(f"model {self.name!r}: {label} file {path} does not exist; fix `{label}` in the catalog")
         is_half = bool(self.half_option) if self.half_option is not None else device.startswith("cuda")
-        self.settings = PipelineSettings(device=device, is_half=is_half)
+        self.settings = PipelineSettings.for_device(device, is_half)
         self.hubert = self._acquire("hubert", self.hubert_path, _load_hubert)
         if self.rmvpe_path is not None:
             self.rmvpe = self._acquire("rmvpe", self.rmvpe_path, _load_rmvpe)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext
+from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
 from host.config import ModelSpec
 from host.devices import module_bytes
 
@@ -93,10 +93,7 @@ class SynthBackend:
     """The ``synth`` backend (see the module docstring)."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        opts = dict(spec.options)
-        unknown = set(opts) - _OPTION_KEYS
-        if unknown:
-            raise ValueError(f"[models.{spec.name}]: unknown synth options {sorted(unknown)}; known: {sorted(_OPTION_KEYS)}")
+        opts = check_options(spec, _OPTION_KEYS)
         self.name = spec.name
         self.checkpoint = opts.pop("checkpoint", None)
         self.init_seed = int(opts.pop("init_seed", 0))

@@ -14,7 +14,7 @@ def _run(module: str, *args: str, tmp_path) -> dict:
     done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("machine: ")
+    assert any(line.startswith("machine: ") for line in done.stdout.splitlines())
     return json.loads(out.read_text())
 
 
@@ -31,3 +31,11 @@ def test_wire_threshold_benchmark_smoke(tmp_path) -> None:
     report = _run("wire_threshold", "--reps", "3", tmp_path=tmp_path)
     sizes = [row["bytes"] for row in report["median_round_trip"]]
     assert sizes == sorted(sizes) and all(row["frame_us"] > 0 for row in report["median_round_trip"])
+
+
+def test_backends_benchmark_smoke(tmp_path) -> None:
+    report = _run("backends", "--reps", "2", tmp_path=tmp_path)
+    assert report["hubert"]["holders"] == 2 and report["hubert"]["saved_bytes"] > 0
+    assert set(report["memory_bytes"]) == {"musicgen", "audiogen", "voices/a", "voices/b"}
+    for name in ("musicgen_1s", "rvc_1s"):
+        assert report["requests"][name]["host_p50_ms"] > 0 and report["requests"][name]["in_process_p50_ms"] > 0
