@@ -55,15 +55,16 @@ class AsyncClient:
         params: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
+        keep_alive_s: float | None = None,
     ) -> GenerateResult:
         """Generate audio with ``model``; ``progress(step, total)`` runs in the event loop."""
         timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
-        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s)
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s)
         return calls.generate_result(model, await self._call("generate", body, timeout_s, progress))
 
-    async def load(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+    async def load(self, model: str, *, timeout_s: float | None = None, keep_alive_s: float | None = None) -> dict[str, Any]:
         timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
-        return await self._call("load", calls.model_body(model, timeout_s), timeout_s)
+        return await self._call("load", calls.model_body(model, timeout_s, keep_alive_s), timeout_s)
 
     async def unload(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
         timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
@@ -71,6 +72,15 @@ class AsyncClient:
 
     async def ps(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
         return (await self._call("ps", {}, timeout_s))["models"]
+
+    async def devices(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        return (await self._call("ps", {}, timeout_s))["devices"]
+
+    async def pin(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        return await self._call("pin", {"model": model, "pinned": True}, timeout_s)
+
+    async def unpin(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        return await self._call("pin", {"model": model, "pinned": False}, timeout_s)
 
     async def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         return await self._call("health", {}, timeout_s)

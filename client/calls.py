@@ -49,6 +49,7 @@ def generate_body(
     sample_rate: int | None,
     params: Mapping[str, Any] | None,
     timeout_s: float,
+    keep_alive_s: float | None = None,
 ) -> dict[str, Any]:
     """The body of a generate request; input mistakes a caller can fix raise BadParamsError here."""
     if not isinstance(model, str) or not model:
@@ -56,6 +57,8 @@ def generate_body(
     if prompt is not None and not isinstance(prompt, str):
         raise BadParamsError(f"prompt must be a string or None, got {type(prompt).__name__}")
     body: dict[str, Any] = {"model": model, "params": dict(params or {}), "timeout_s": float(timeout_s)}
+    if keep_alive_s is not None:
+        body["keep_alive_s"] = float(keep_alive_s)
     if prompt is not None:
         body["prompt"] = prompt
     if audio is not None:
@@ -70,10 +73,15 @@ def generate_body(
     return body
 
 
-def model_body(model: str, timeout_s: float) -> dict[str, Any]:
+def model_body(model: str, timeout_s: float | None = None, keep_alive_s: float | None = None) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise BadParamsError(f"model must be a non-empty string, got {model!r}")
-    return {"model": model, "timeout_s": float(timeout_s)}
+    body: dict[str, Any] = {"model": model}
+    if timeout_s is not None:
+        body["timeout_s"] = float(timeout_s)
+    if keep_alive_s is not None:
+        body["keep_alive_s"] = float(keep_alive_s)
+    return body
 
 
 def generate_result(model: str, body: Mapping[str, Any]) -> GenerateResult:

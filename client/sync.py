@@ -103,13 +103,14 @@ class Client:
         params: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
+        keep_alive_s: float | None = None,
     ) -> GenerateJob:
         """Start a generation and return at once; call ``.result()`` to wait, ``.cancel()`` to stop.
 
         ``progress`` runs in the thread that waits in ``.result()``, as events arrive.
         """
         timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
-        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s)
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s)
         return GenerateJob(self._conn, model, body, timeout_s, progress)
 
     def generate(
@@ -122,16 +123,18 @@ class Client:
         params: Mapping[str, Any] | None = None,
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
+        keep_alive_s: float | None = None,
     ) -> GenerateResult:
         """Generate audio with ``model``; ``progress(step, total)`` is called as the host reports progress."""
         return self.submit(
-            model, prompt, audio=audio, sample_rate=sample_rate, params=params, progress=progress, timeout_s=timeout_s
+            model, prompt, audio=audio, sample_rate=sample_rate, params=params, progress=progress, timeout_s=timeout_s,
+            keep_alive_s=keep_alive_s,
         ).result()
 
-    def load(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
-        """Load ``model`` now (instead of on first use); returns its status."""
+    def load(self, model: str, *, timeout_s: float | None = None, keep_alive_s: float | None = None) -> dict[str, Any]:
+        """Load ``model`` now (instead of on first use); ``keep_alive_s`` may extend (never shorten) its keep-alive."""
         timeout_s = timeout_s or calls.LOAD_TIMEOUT_S
-        return self._call("load", calls.model_body(model, timeout_s), timeout_s)
+        return self._call("load", calls.model_body(model, timeout_s, keep_alive_s), timeout_s)
 
     def unload(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Unload ``model``, after the requests already queued for it; returns its status."""
@@ -141,6 +144,18 @@ class Client:
     def ps(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
         """One status dict per catalog model: state, device, memory, last use, ..."""
         return self._call("ps", {}, timeout_s)["models"]
+
+    def devices(self, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Per device: total, budget, used by models, used by others, free (bytes)."""
+        return self._call("ps", {}, timeout_s)["devices"]
+
+    def pin(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Pin ``model``: it is never evicted to make room for another. Returns its status."""
+        return self._call("pin", {"model": model, "pinned": True}, timeout_s)
+
+    def unpin(self, model: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Unpin ``model``: it may be evicted again. Returns its status."""
+        return self._call("pin", {"model": model, "pinned": False}, timeout_s)
 
     def health(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         """The host's status: ready or not, per-model readiness, queued and running jobs, version."""

@@ -50,7 +50,7 @@ from client.errors import (
 PROTOCOL_VERSION = 1
 
 # Requests a client sends, and the kinds a host replies with.
-REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate", "cancel"})
+REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate", "cancel", "pin"})
 REPLY_KINDS = frozenset({"pong", "progress", "result", "error"})
 FINAL_REPLY_KINDS = frozenset({"result", "error"})
 
@@ -75,7 +75,7 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "ping": {},
     "health": {},
     "ps": {},
-    "load": {"model": ((str,), True), "timeout_s": (_OPT_NUM, False)},
+    "load": {"model": ((str,), True), "timeout_s": (_OPT_NUM, False), "keep_alive_s": (_OPT_NUM, False)},
     "unload": {"model": ((str,), True), "timeout_s": (_OPT_NUM, False)},
     "generate": {
         "model": ((str,), True),
@@ -84,8 +84,10 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "audio": (_OPT_ARRAY, False),
         "sample_rate": (_OPT_INT, False),
         "timeout_s": (_OPT_NUM, False),
+        "keep_alive_s": (_OPT_NUM, False),
     },
     "cancel": {"target": ((int,), True)},
+    "pin": {"model": ((str,), True), "pinned": ((bool,), True)},
     "pong": {},
     "progress": {"step": ((int,), True), "total": ((int,), True)},
     "result": {},  # free-form: the request's kind decides what a result holds

@@ -1,4 +1,4 @@
-"""`modelhost serve|ps|load|unload|health|generate|doctor`: argv -> config or client calls -> output; no logic.
+"""`modelhost serve|ps|load|unload|pin|unpin|health|generate|doctor`: argv -> config or client calls -> output; no logic.
 
 Every subcommand but ``serve`` and ``doctor`` is a thin client call and never imports torch, so it starts fast.
 Exit codes: 0 ok, 1 the request failed (the message says why), 2 bad usage or config,
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     client_command("load", "load a model now instead of on first use").add_argument("model")
     client_command("unload", "unload a model (after the requests queued for it)").add_argument("model")
+    client_command("pin", "pin a model: it is never evicted to make room for another").add_argument("model")
+    client_command("unpin", "unpin a model: it may be evicted again").add_argument("model")
 
     sub.add_parser("doctor", help="check that each backend can load here: torch, CUDA, NVML, model libraries",
                    description="Import each model family's libraries, report torch/CUDA/NVML and device memory, "
@@ -134,20 +136,37 @@ def _client(args: argparse.Namespace):
 def _ps(args: argparse.Namespace) -> int:
     with _client(args) as c:
         models = c.ps(timeout_s=args.timeout)
+        device_rows = c.devices(timeout_s=args.timeout)
     if args.json:
-        print(json.dumps(models, indent=2))
+        print(json.dumps({"models": models, "devices": device_rows}, indent=2))
         return EXIT_OK
-    rows = [["NAME", "BACKEND", "STATE", "DEVICE", "MEMORY", "LOAD", "HITS", "QUEUED", "LAST USED"]]
-    for m in models:
-        rows.append([
-            m["name"], m["backend"], m["state"], str(m["device"]), _bytes(m["memory_bytes"]),
-            f"{m['load_s']:.2f}s" if m["load_s"] is not None else "-", str(m["hits"]),
-            str(m["queued"] + m["running"]), _ago(m["last_used"]),
-        ])
+    _table([["NAME", "BACKEND", "STATE", "TIER", "DEVICE", "MEMORY", "LOAD", "HITS", "QUEUED", "LAST USED", "KEEP UNTIL",
+             "PINNED"]] + [[
+        m["name"], m["backend"], m["state"], m["tier"], str(m["device"]), _bytes(m["memory_bytes"]),
+        f"{m['load_s']:.2f}s" if m["load_s"] is not None else "-", str(m["hits"]), str(m["queued"] + m["running"]),
+        _ago(m["last_used"]), _until(m["keep_until"], m["state"]), "yes" if m["pinned"] else "",
+    ] for m in models])
+    print()
+    _table([["DEVICE", "TOTAL", "BUDGET", "MODELS", "OTHERS", "FREE"]] + [[
+        d["device"], _bytes(d["total_bytes"]), _bytes(d["budget_bytes"]), _bytes(d["used_by_models_bytes"]),
+        _bytes(d["used_by_others_bytes"]), _bytes(d["free_bytes"]),
+    ] for d in device_rows])
+    return EXIT_OK
+
+
+def _table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-    return EXIT_OK
+
+
+def _until(stamp: float | None, state: str) -> str:
+    if state != "ready":
+        return "-"
+    if stamp is None:
+        return "forever"
+    seconds = max(0.0, stamp - time.time())
+    return f"in {seconds:.0f}s" if seconds < 120 else f"in {seconds / 60:.0f}m"
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -166,6 +185,13 @@ def _load(args: argparse.Namespace) -> int:
     with _client(args) as c:
         status = c.load(args.model, timeout_s=args.timeout)
     print(f"{status['name']}: {status['state']} on {status['device']} ({_bytes(status['memory_bytes'])}, {status['load_s']:.2f}s)")
+    return EXIT_OK
+
+
+def _pin(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        status = c.pin(args.model, timeout_s=args.timeout) if args.command == "pin" else c.unpin(args.model, timeout_s=args.timeout)
+    print(f"{status['name']}: {'pinned' if status['pinned'] else 'not pinned'}")
     return EXIT_OK
 
 
@@ -240,4 +266,5 @@ def _ago(stamp: float | None) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
-_COMMANDS = {"ps": _ps, "health": _health, "load": _load, "unload": _unload, "generate": _generate}
+_COMMANDS = {"ps": _ps, "health": _health, "load": _load, "unload": _unload, "pin": _pin, "unpin": _pin,
+             "generate": _generate}

@@ -13,15 +13,25 @@ with the client through ``client.address``). A catalog file is TOML::
     max_message_bytes = 268435456
     token_file = "/etc/modelhost/token"   # required for tcp://
 
+    [budget]                       # per device: bytes, a size, or a fraction of the device's total
+    cuda = 0.9                     # defaults: 0.9 of each GPU, 0.75 of RAM for cpu
+    cpu = "16GiB"
+
     [models.synth]                 # one table per model
     backend = "synth"              # a name in host.backends.BACKENDS
     device = "cpu"                 # optional: cpu, cuda, cuda:1; default: best available
+    pin = false                    # true: never evicted
+    keep_alive = "forever"         # unloaded after this long idle ("10m", seconds, "forever")
+    reserve = "512MiB"             # room kept for activations on top of the weights
+    memory = "2GiB"                # expected size before the first load (else estimated from files)
     width = 256                    # any other key belongs to the backend, which checks it
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,12 +53,45 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One catalog entry: the model's name, its backend, an optional device, and backend options."""
+    """One catalog entry: the model's name, its backend, an optional device, residency keys, and backend options."""
 
     name: str
     backend: str
     device: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    pin: bool = False  # never evicted
+    keep_alive_s: float = math.inf  # unloaded after this long idle; inf: stays until evicted
+    reserve_bytes: int = 0  # room kept for activations on top of the weights
+    memory_bytes: int | None = None  # expected footprint before the first load (else estimated from files)
+
+
+_MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory"}
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(value: Any, where: str) -> int:
+    """An int of bytes, or a string like "512MiB", "8 GiB", "1.5GB"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _UNITS:
+            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ConfigError(f"{where} must be bytes (an int) or a size like \"512MiB\" or \"8GiB\", got {value!r}")
+
+
+def parse_duration_s(value: Any, where: str) -> float:
+    """Seconds (a number), a string like "30s", "10m", "2h", or "forever"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        if value.strip().lower() in ("forever", "inf", "never"):
+            return math.inf
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|h|d)?\s*", value.lower())
+        if m:
+            return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[m.group(2)]
+    raise ConfigError(f"{where} must be seconds, a duration like \"10m\", or \"forever\", got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +100,7 @@ class HostConfig:
 
     address: Address
     models: dict[str, ModelSpec]
+    budgets: dict[str, float | int] = field(default_factory=dict)  # device -> bytes or fraction of total
     preload: tuple[str, ...] = ()
     drain_timeout_s: float = 30.0
     heartbeat_s: float = 0.5
@@ -99,9 +143,9 @@ def cache_dir() -> Path:
 
 def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
     """Validate a parsed catalog; every problem raises ConfigError naming the key."""
-    unknown = set(raw) - {"preload", "host", "models"}
+    unknown = set(raw) - {"preload", "host", "models", "budget"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [models.NAME]")
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [budget], [models.NAME]")
     host = raw.get("host", {})
     if not isinstance(host, dict):
         raise ConfigError(f"{source}: [host] must be a table")
@@ -137,6 +181,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
     return HostConfig(
         address=addr,
         models=models,
+        budgets=_parse_budgets(raw.get("budget", {}), source),
         preload=tuple(preload),
         drain_timeout_s=_positive(host, "drain_timeout_s", 30.0, source),
         heartbeat_s=heartbeat_s,
@@ -156,19 +201,42 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [models.{name}] must be a table")
-        options = dict(table)
-        backend = options.pop("backend", None)
+        options = {k: v for k, v in table.items() if k not in _MODEL_KEYS}
+        backend = table.get("backend")
         if backend not in BACKENDS:
             raise ConfigError(f"{source}: [models.{name}] backend = {backend!r}; known backends: {', '.join(sorted(BACKENDS))}")
-        device = options.pop("device", None)
+        device = table.get("device")
         if device is not None and not isinstance(device, str):
             raise ConfigError(f"{source}: [models.{name}] device must be a string like 'cpu' or 'cuda:0'")
+        where = f"{source}: [models.{name}]"
+        pin = table.get("pin", False)
+        if not isinstance(pin, bool):
+            raise ConfigError(f"{where} pin must be true or false")
+        common = {
+            "backend": backend, "device": device, "pin": pin,
+            "keep_alive_s": parse_duration_s(table.get("keep_alive", "forever"), f"{where} keep_alive"),
+            "reserve_bytes": parse_bytes(table.get("reserve", 0), f"{where} reserve"),
+            "memory_bytes": parse_bytes(table["memory"], f"{where} memory") if "memory" in table else None,
+        }
         if backend == "rvc" and "folder" in options:
             for voice, voice_options in _voice_folder(name, options, source):
-                models[voice] = ModelSpec(name=voice, backend=backend, device=device, options=voice_options)
+                models[voice] = ModelSpec(name=voice, options=voice_options, **common)
         else:
-            models[name] = ModelSpec(name=name, backend=backend, device=device, options=options)
+            models[name] = ModelSpec(name=name, options=options, **common)
     return models
+
+
+def _parse_budgets(table: Any, source: str) -> dict[str, float | int]:
+    """``[budget]``: device -> bytes (int or "20GiB") or a fraction (0 < f <= 1) of the device's total."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [budget] must be a table like cuda = 0.9, cpu = \"16GiB\"")
+    budgets: dict[str, float | int] = {}
+    for device, value in table.items():
+        if isinstance(value, float) and 0 < value <= 1:
+            budgets[device] = value
+        else:
+            budgets[device] = parse_bytes(value, f"{source}: [budget] {device}")
+    return budgets
 
 
 def _preload_names(name: str, models: dict[str, ModelSpec], source: str) -> list[str]:

@@ -1,9 +1,11 @@
-"""Which torch device a model runs on, and how to tell an out-of-memory error.
+"""Devices: which one a model runs on, their memory, budgets, and how to tell an out-of-memory error.
 
 Runs wherever a model loads (its worker thread). Memory measurement per device grows here.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -40,3 +42,42 @@ def module_bytes(module: torch.nn.Module) -> int:
     """Bytes held by a module's parameters and buffers."""
     tensors = [*module.parameters(), *module.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+DEFAULT_BUDGET_FRACTION = {"cuda": 0.9, "cpu": 0.75}
+
+
+def memory_info(device: str) -> dict[str, int]:
+    """``total_bytes`` and ``free_bytes`` of a device: NVML/torch for CUDA, /proc/meminfo for the CPU."""
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        free, total = torch.cuda.mem_get_info(index)
+        return {"total_bytes": int(total), "free_bytes": int(free)}
+    fields: dict[str, int] = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            fields[key] = int(rest.split()[0]) * 1024
+    return {"total_bytes": fields["MemTotal"], "free_bytes": fields.get("MemAvailable", fields["MemFree"])}
+
+
+def budget_bytes(device: str, budgets: dict[str, float | int]) -> int:
+    """The bytes models may use on ``device``: its own entry, else its type's ("cuda"), else the default fraction."""
+    kind = device.split(":")[0]
+    value = budgets.get(device, budgets.get(kind, DEFAULT_BUDGET_FRACTION[kind]))
+    if isinstance(value, float):
+        return int(value * memory_info(device)["total_bytes"])
+    return int(value)
+
+
+def process_rss_bytes() -> int:
+    """This process's resident set size (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def allocated_bytes(device: str) -> int:
+    """Bytes the process holds on ``device``: the CUDA allocator's count, or RSS on the CPU."""
+    if device.startswith("cuda"):
+        return int(torch.cuda.memory_allocated(torch.device(device)))
+    return process_rss_bytes()

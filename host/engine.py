@@ -1,7 +1,7 @@
 """The host's core: catalog slots, one worker per model, the scheduler, and the shutdown states.
 
 No sockets here. The I/O thread (``host.server``) calls ``handle`` for each decoded request and
-``tick`` on every poll; replies go out through the ``reply`` callable it was built with. States:
+``tick`` on every poll (deadlines, dead clients, keep-alive expiry); replies go out through the ``reply`` callable it was built with. States:
 ``starting`` (preloading) -> ``running`` -> ``draining`` (no new work) -> ``stopped``.
 """
 
@@ -14,17 +14,56 @@ import time
 from typing import Any
 
 from client import wire
-from host import __version__
-from client.errors import BadRequestError, UnknownModelError
+from host import __version__, devices, residency
+from client.errors import BadRequestError, OutOfMemoryError, UnknownModelError
 from host.backends import create_backend
 from host.config import HostConfig
 from host.scheduler import Job, Scheduler
-from host.worker import ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
+from host.worker import LOADING, READY, ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
 
 log = logging.getLogger("modelhost.engine")
 
 INTERNAL_PEER = b""  # jobs the host gives itself (preload); their replies go nowhere
 _DEFAULT_TIMEOUT_S = 3600.0
+
+
+class MemoryManager:
+    """Makes room on a device before a load, by the policy in host.residency; runs in worker threads.
+
+    Victims are unloaded under their own ``busy_lock``, taken without waiting: a model that became
+    busy since the plan is skipped rather than pulled out from under its worker.
+    """
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+
+    def admit(self, slot: ModelSlot, device: str, need_bytes: int) -> None:
+        """Evict what the policy says so ``need_bytes`` fit on ``device``; OutOfMemoryError if they cannot."""
+        engine = self._engine
+        with engine._cond:
+            residents = engine._residents(device, exclude=slot)
+            budget = devices.budget_bytes(device, engine.config.budgets)
+            try:
+                victims = residency.plan(slot.name, need_bytes, budget, residents, time.monotonic())
+            except residency.NoRoom as exc:
+                raise OutOfMemoryError(str(exc)) from None
+        for victim in victims:
+            self._evict(engine.slots[victim.name])
+
+    def free_device(self, device: str, keep: ModelSlot) -> int:
+        """After an out-of-memory error: evict every evictable model on ``device`` but ``keep``."""
+        with self._engine._cond:
+            victims = residency.eviction_order(self._engine._residents(device, exclude=keep), time.monotonic())
+        return sum(self._evict(self._engine.slots[v.name]) for v in victims)
+
+    def _evict(self, slot: ModelSlot) -> bool:
+        if not slot.busy_lock.acquire(blocking=False):
+            return False
+        try:
+            slot.unload(reason="evicted")
+            return True
+        finally:
+            slot.busy_lock.release()
 
 
 class Engine:
@@ -36,8 +75,10 @@ class Engine:
         self._cond = threading.Condition()
         self._sched = Scheduler()
         self.slots = {name: ModelSlot(spec, create_backend(spec)) for name, spec in config.models.items()}
-        self._workers = [ModelWorker(slot, self._sched, self._cond, self._reply, self._job_done) for slot in self.slots.values()]
-        self._preload_left = set(config.preload)
+        self.memory = MemoryManager(self)
+        self._workers = [ModelWorker(slot, self._sched, self._cond, self._reply, self._job_done, self.memory)
+                         for slot in self.slots.values()]
+        self._preload_left = list(config.preload)  # loaded one at a time, in catalog order
         self.state = "starting" if self._preload_left else "running"
         self._started = time.monotonic()
 
@@ -46,11 +87,20 @@ class Engine:
     def start(self) -> None:
         for worker in self._workers:
             worker.start()
-        now = time.monotonic()
         with self._cond:
-            for i, name in enumerate(self.config.preload):
-                self._sched.submit(Job(INTERNAL_PEER, i, "load", name, {}, time.monotonic_ns(), now + _DEFAULT_TIMEOUT_S))
-            self._cond.notify_all()
+            self._submit_next_preload()
+
+    def _submit_next_preload(self) -> None:
+        """Queue the next preload (load + warm-up); the next one follows when it is done. Holds the lock."""
+        if self._preload_left:
+            name = self._preload_left[0]
+            self._internal_job("load", name, {"warmup": True})
+
+    def _internal_job(self, kind: str, model: str, body: dict) -> None:
+        self._internal_ids = getattr(self, "_internal_ids", 0) + 1
+        self._sched.submit(Job(INTERNAL_PEER, self._internal_ids, kind, model, body, time.monotonic_ns(),
+                               time.monotonic() + _DEFAULT_TIMEOUT_S))
+        self._cond.notify_all()
 
     def begin_drain(self) -> None:
         with self._cond:
@@ -95,19 +145,25 @@ class Engine:
         if msg.kind == "health":
             return self.health()
         if msg.kind == "ps":
-            return {"models": self.ps()}
+            return {"models": self.ps(), "devices": self.devices()}
         if msg.kind == "cancel":
             return {"cancelled": self.cancel(peer, msg.body["target"])}
+        if msg.kind == "pin":
+            return self.pin(msg.body["model"], msg.body["pinned"])
         if msg.kind in ("generate", "load", "unload"):
             self.submit(peer, msg, received_ns)
             return None
         raise BadRequestError(f"a {msg.kind!r} message is not a request")
 
-    def submit(self, peer: bytes, msg: wire.Message, received_ns: int) -> None:
-        model = msg.body["model"]
+    def _slot(self, model: str) -> ModelSlot:
         if model not in self.slots:
             known = ", ".join(sorted(self.slots)) or "none"
             raise UnknownModelError(f"no model named {model!r} in the catalog; known models: {known}")
+        return self.slots[model]
+
+    def submit(self, peer: bytes, msg: wire.Message, received_ns: int) -> None:
+        model = msg.body["model"]
+        self._slot(model)
         timeout_s = msg.body.get("timeout_s") or _DEFAULT_TIMEOUT_S
         job = Job(peer, msg.id, msg.kind, model, msg.body, received_ns, time.monotonic() + float(timeout_s))
         with self._cond:
@@ -125,14 +181,35 @@ class Engine:
             self._reply_removed([job])
         return True
 
+    def pin(self, model: str, pinned: bool) -> dict[str, Any]:
+        """Pin (never evicted) or unpin a model; returns its status."""
+        slot = self._slot(model)
+        with self._cond:
+            slot.pinned = pinned
+        return slot.status()
+
     def tick(self, now_s: float, dead_peers: set[bytes]) -> None:
-        """Per poll: expire deadlines and drop the jobs of clients that stopped sending heartbeats."""
+        """Per poll: expire deadlines, drop the jobs of silent clients, unload models idle past their keep-alive."""
         with self._cond:
             removed = self._sched.expire(now_s)
             for peer in dead_peers:
                 removed += self._sched.drop_peer(peer)
+            if self.state == "running":
+                for resident in residency.idle_expired(self._residents(None), now_s):
+                    self.slots[resident.name].keep_until_s = float("inf")  # one unload job, not one per tick
+                    self._internal_job("unload", resident.name, {"reason": "keep_alive"})
         if removed:
             self._reply_removed(removed)
+
+    def _residents(self, device: str | None, exclude: ModelSlot | None = None) -> list[residency.Resident]:
+        """Loaded (or loading) models on ``device`` (all devices for None), as the policy sees them. Holds the lock."""
+        out = []
+        for name, slot in self.slots.items():
+            if slot is exclude or slot.state not in (READY, LOADING) or (device is not None and slot.device != device):
+                continue
+            busy = slot.state == LOADING or self._sched.queued(name) > 0 or self._sched.running_count(name) > 0
+            out.append(slot.resident(busy))
+        return out
 
     def peers(self) -> set[bytes]:
         """Clients with work in the host (their liveness is watched)."""
@@ -151,6 +228,7 @@ class Engine:
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self._started, 3),
             "models": {name: slot.state for name, slot in self.slots.items()},
+            "preload_pending": list(self._preload_left),
             "jobs": {"queued": queued, "running": running},
         }
 
@@ -158,6 +236,19 @@ class Engine:
         with self._cond:
             counts = {name: (self._sched.queued(name), self._sched.running_count(name)) for name in self.slots}
         return [{**slot.status(), "queued": counts[name][0], "running": counts[name][1]} for name, slot in self.slots.items()]
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Per device in use (and the CPU): total, budget, used by models, used by others, free."""
+        names = {"cpu"} | {slot.device for slot in self.slots.values() if slot.device}
+        out = []
+        for device in sorted(names):
+            info = devices.memory_info(device)
+            by_models = sum(s.current_bytes() for s in self.slots.values() if s.device == device and s.state == READY)
+            used = info["total_bytes"] - info["free_bytes"]
+            out.append({"device": device, "total_bytes": info["total_bytes"], "free_bytes": info["free_bytes"],
+                        "budget_bytes": devices.budget_bytes(device, self.config.budgets),
+                        "used_by_models_bytes": by_models, "used_by_others_bytes": max(0, used - by_models)})
+        return out
 
     # ---- helpers ----
 
@@ -176,7 +267,9 @@ class Engine:
     def _job_done(self, job: Job) -> None:
         if job.peer == INTERNAL_PEER and job.kind == "load":
             with self._cond:
-                self._preload_left.discard(job.model)
+                if job.model in self._preload_left:
+                    self._preload_left.remove(job.model)
+                self._submit_next_preload()
                 if not self._preload_left and self.state == "starting":
                     self.state = "running"
                     log.info("preload done: %s", ", ".join(self.config.preload))

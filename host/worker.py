@@ -9,9 +9,10 @@ A slow or failing model never blocks another model's worker, nor the I/O thread.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from client.errors import (
     BackendError,
@@ -22,10 +23,13 @@ from client.errors import (
     RequestError,
     ShuttingDownError,
 )
-from host import devices
+from host import devices, residency
 from host.backends import Backend, GenerateRequest, RunContext
 from host.config import ModelSpec
 from host.scheduler import Job, Scheduler
+
+if TYPE_CHECKING:
+    from host.engine import MemoryManager
 
 log = logging.getLogger("modelhost.worker")
 
@@ -44,14 +48,34 @@ class ModelSlot:
         self.state = UNLOADED
         self.device: str | None = None
         self.memory_bytes = 0
+        self.measured_delta_bytes = 0  # allocator (CUDA) or RSS (CPU) growth during the load
         self.load_s: float | None = None
         self.hits = 0
         self.last_used: float | None = None  # wall clock, for people
+        self.last_used_s = 0.0  # monotonic, for the policy
+        self.usage = residency.Usage()
+        self.pinned = spec.pin
+        self.keep_until_s = math.inf
+        self.evictions = 0
         self.error: str | None = None
         self._lock = threading.Lock()
+        self.busy_lock = threading.RLock()  # held while a job runs on this model, and while it is evicted
 
-    def ensure_loaded(self) -> int:
-        """Load if needed; returns the ns spent loading (0 if it was resident)."""
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def estimate_bytes(self) -> int:
+        """What a load will take: the measured size if it was loaded before, else the catalog hint or the backend's estimate."""
+        if self.memory_bytes:
+            return self.memory_bytes
+        if self.spec.memory_bytes is not None:
+            return self.spec.memory_bytes
+        estimate = getattr(self.backend, "estimate_bytes", None)
+        return int(estimate()) if estimate is not None else 0
+
+    def ensure_loaded(self, admit: Callable[["ModelSlot", str, int], None]) -> int:
+        """Load if needed, after ``admit(slot, device, bytes)`` made room; returns the ns spent loading."""
         if self.state == READY:
             return 0
         self._set(state=LOADING, error=None)
@@ -59,28 +83,34 @@ class ModelSlot:
         device: str | None = None
         try:
             device = devices.resolve_device(self.spec.device)
+            admit(self, device, self.estimate_bytes() + self.spec.reserve_bytes)
+            before = devices.allocated_bytes(device)
             self.backend.load(device)
+            delta = max(0, devices.allocated_bytes(device) - before)
         except Exception as exc:
             self._discard(device)
+            if devices.is_out_of_memory(exc):
+                self._set(state=UNLOADED)
+                raise  # the worker frees room and retries once
             self._set(state=FAILED, error=str(exc))
             if isinstance(exc, RequestError):
                 raise
-            if devices.is_out_of_memory(exc):
-                raise OutOfMemoryError(f"model {self.spec.name!r} does not fit on its device: {exc}") from None
             raise LoadFailedError(f"model {self.spec.name!r} failed to load: {type(exc).__name__}: {exc}") from None
         load_ns = time.perf_counter_ns() - start
-        self._set(state=READY, device=device, memory_bytes=self.backend.memory_bytes(), load_s=load_ns / 1e9)
+        self._set(state=READY, device=device, memory_bytes=self.backend.memory_bytes(), measured_delta_bytes=delta,
+                  load_s=load_ns / 1e9, last_used_s=time.monotonic(),
+                  keep_until_s=residency.keep_until(time.monotonic(), self.spec.keep_alive_s))
         log.info("loaded %s on %s in %.2f s (%d bytes)", self.spec.name, device, load_ns / 1e9, self.memory_bytes)
         return load_ns
 
-    def unload(self) -> None:
+    def unload(self, reason: str = "requested") -> None:
         if self.state in (UNLOADED, FAILED):
             self._set(state=UNLOADED)
             return
         self._set(state=UNLOADING)
         self._discard(self.device)
-        self._set(state=UNLOADED, memory_bytes=0)
-        log.info("unloaded %s", self.spec.name)
+        self._set(state=UNLOADED, memory_bytes=0, evictions=self.evictions + (reason == "evicted"))
+        log.info("unloaded %s (%s)", self.spec.name, reason)
 
     def _discard(self, device: str | None) -> None:
         try:
@@ -89,10 +119,30 @@ class ModelSlot:
             if device is not None:
                 devices.release_cached_memory(device)
 
-    def record_hit(self) -> None:
+    def record_hit(self, keep_alive_s: float | None = None) -> None:
+        now = time.monotonic()
         with self._lock:
             self.hits += 1
             self.last_used = time.time()
+            self.last_used_s = now
+            self.usage.hit(now)
+            self.keep_until_s = max(self.keep_until_s if self.keep_until_s > now else 0.0,
+                                    residency.keep_until(now, self.spec.keep_alive_s, keep_alive_s))
+
+    def current_bytes(self) -> int:
+        """The backend's size now (a voice's share of a shared HuBERT changes as other voices come and go)."""
+        if self.state == READY:
+            self.memory_bytes = self.backend.memory_bytes()
+        return self.memory_bytes
+
+    def resident(self, busy: bool) -> residency.Resident:
+        """What the eviction policy needs to know of this (loaded) model."""
+        with self._lock:
+            return residency.Resident(
+                name=self.spec.name, device=self.device or "", bytes=self.current_bytes() + self.spec.reserve_bytes,
+                reload_s=self.load_s or 0.0, last_used_s=self.last_used_s, usage=self.usage, pinned=self.pinned,
+                busy=busy, keep_until_s=self.keep_until_s,
+            )
 
     def _set(self, **fields: Any) -> None:
         with self._lock:
@@ -100,13 +150,20 @@ class ModelSlot:
                 setattr(self, key, value)
 
     def status(self) -> dict[str, Any]:
+        self.current_bytes()
         with self._lock:
             return {
                 "name": self.spec.name,
                 "backend": self.spec.backend,
                 "state": self.state,
                 "device": self.device if self.state == READY else (self.spec.device or "auto"),
+                "tier": ("gpu" if (self.device or "").startswith("cuda") else "cpu") if self.state == READY else "unloaded",
                 "memory_bytes": self.memory_bytes,
+                "measured_delta_bytes": self.measured_delta_bytes,
+                "reserve_bytes": self.spec.reserve_bytes,
+                "pinned": self.pinned,
+                "keep_until": _wall(self.keep_until_s) if self.state == READY else None,
+                "evictions": self.evictions,
                 "load_s": self.load_s,
                 "hits": self.hits,
                 "last_used": self.last_used,
@@ -123,8 +180,9 @@ class ModelWorker:
     """The thread that runs one model's jobs."""
 
     def __init__(self, slot: ModelSlot, scheduler: Scheduler, cond: threading.Condition, reply: Reply,
-                 on_done: Callable[[Job], None]) -> None:
+                 on_done: Callable[[Job], None], memory: "MemoryManager") -> None:
         self.slot = slot
+        self._memory = memory
         self._sched = scheduler
         self._cond = cond
         self._reply = reply
@@ -150,7 +208,8 @@ class ModelWorker:
                     self._cond.wait(timeout=0.5)
                     job = self._sched.take(name)
             try:
-                self._run_job(job)
+                with self.slot.busy_lock:
+                    self._run_job(job)
             finally:
                 with self._cond:
                     self._sched.finish(job)
@@ -169,6 +228,27 @@ class ModelWorker:
         else:
             self._reply(job.peer, "result", job.request_id, body)
 
+    def _with_oom_retry(self, work: Callable[[], Any]) -> Any:
+        """Run ``work``; on a device out-of-memory error, evict what can be evicted there and retry once."""
+        try:
+            return work()
+        except Exception as exc:
+            if not devices.is_out_of_memory(exc):
+                raise
+            device = self.slot.device or devices.resolve_device(self.slot.spec.device)
+            freed = self._memory.free_device(device, keep=self.slot)
+            devices.release_cached_memory(device)
+            log.warning("model %s: out of memory on %s; freed %d model(s), retrying once", self.slot.name, device, freed)
+            return work()
+
+    def _warm_up(self) -> None:
+        """One short generation after a preload: kernel selection and allocator growth happen now, not on a user's request."""
+        warmup = getattr(self.slot.backend, "warmup", None)
+        if warmup is not None:
+            start = time.perf_counter()
+            warmup()
+            log.info("warmed up %s in %.2f s", self.slot.name, time.perf_counter() - start)
+
     def _classify(self, exc: Exception) -> RequestError:
         if devices.is_out_of_memory(exc):
             if self.slot.device is not None:
@@ -184,18 +264,21 @@ class ModelWorker:
         )
         ctx.check()
         if job.kind == "unload":
-            self.slot.unload()
+            self.slot.unload(job.body.get("reason", "requested"))
             return self.slot.status()
-        load_ns = self.slot.ensure_loaded()
+        load_ns = self._with_oom_retry(lambda: self.slot.ensure_loaded(self._memory.admit))
         if job.kind == "load":
+            if job.body.get("warmup"):
+                self._warm_up()
+            self.slot.record_hit(job.body.get("keep_alive_s"))
             return self.slot.status()
         body = job.body
         request = GenerateRequest(
             prompt=body.get("prompt"), params=body.get("params") or {}, audio=body.get("audio"), sample_rate=body.get("sample_rate")
         )
-        self.slot.record_hit()
+        self.slot.record_hit(body.get("keep_alive_s"))
         run_start_ns = time.monotonic_ns()
-        out = self.slot.backend.generate(request, ctx)
+        out = self._with_oom_retry(lambda: self.slot.backend.generate(request, ctx))
         done_ns = time.monotonic_ns()
         return {
             "audio": out.audio,
@@ -220,3 +303,8 @@ def cancelled_error(reason: str) -> RequestError:
     if reason == "deadline":
         return DeadlineExceededError("the request's timeout_s passed while it waited in the queue")
     return CancelledError(f"the request was cancelled ({reason})")
+
+
+def _wall(monotonic_s: float) -> float | None:
+    """A monotonic instant as wall-clock epoch seconds, for people; None for never."""
+    return None if math.isinf(monotonic_s) else time.time() + (monotonic_s - time.monotonic())

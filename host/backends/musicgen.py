@@ -74,6 +74,16 @@ class _AudiocraftBackend:
         self.model = None
         self.mbd = None
 
+    def estimate_bytes(self) -> int:
+        """The checkpoint files' size (a local folder); 0 for a hub id until its first load is measured."""
+        folder = os.path.expanduser(self.checkpoint)
+        files = [os.path.join(folder, f) for f in ("state_dict.bin", "compression_state_dict.bin")]
+        return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+
+    def warmup(self) -> None:
+        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+        self.generate(GenerateRequest("warm-up", {"duration": 0.5, "seed": 1}), ctx)
+
     def memory_bytes(self) -> int:
         if self.model is None:
             return 0

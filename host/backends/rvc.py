@@ -116,6 +116,16 @@ class RvcBackend:
             SHARED.release(key)
         self._shared_keys = []
 
+    def estimate_bytes(self) -> int:
+        """The voice file's size doubled (weights are stored in half precision), plus HuBERT's file."""
+        files = [(self.model_path, 2), (self.hubert_path, 1)]
+        return sum(os.path.getsize(p) * k for p, k in files if os.path.isfile(p))
+
+    def warmup(self) -> None:
+        noise = np.random.default_rng(0).uniform(-0.1, 0.1, HUBERT_RATE // 2).astype(np.float32)
+        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+        self.generate(GenerateRequest(None, {"f0_method": "pm"}, noise, HUBERT_RATE), ctx)
+
     def memory_bytes(self) -> int:
         """This voice's own weights plus its share of the HuBERT/RMVPE it uses with other voices."""
         if self.vc is None:

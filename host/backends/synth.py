@@ -137,6 +137,15 @@ class SynthBackend:
     def unload(self) -> None:
         self.net = None
 
+    def estimate_bytes(self) -> int:
+        if self.checkpoint is not None and Path(self.checkpoint).is_file():
+            return Path(self.checkpoint).stat().st_size
+        return 4 * parameter_count(*(self.config[k] for k in ("width", "depth", "hop", "channels")))
+
+    def warmup(self) -> None:
+        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+        self.generate(GenerateRequest("warm-up", {"duration_s": 0.05, "seed": 1}), ctx)
+
     def memory_bytes(self) -> int:
         return module_bytes(self.net) if self.net is not None else 0
 

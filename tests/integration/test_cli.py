@@ -14,7 +14,7 @@ import pytest
 from client.wavfile import read_wav, write_wav
 from tests.conftest import ROOT
 
-SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "generate", "doctor"]
+SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "pin", "unpin", "generate", "doctor"]
 
 
 def modelhost(*args: str, address: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -47,11 +47,16 @@ def test_generate_with_input_audio(host, tmp_path) -> None:
 def test_ps_json_and_table(host) -> None:
     done = modelhost("ps", "--json", address=host.address)
     assert done.returncode == 0
-    models = {m["name"]: m for m in json.loads(done.stdout)}
+    report = json.loads(done.stdout)
+    models = {m["name"]: m for m in report["models"]}
     assert models["synth"]["state"] == "ready" and models["synth"]["backend"] == "synth"
+    assert models["synth"]["tier"] == "cpu" and models["broken"]["tier"] == "unloaded"
+    cpu = {d["device"]: d for d in report["devices"]}["cpu"]
+    assert cpu["total_bytes"] >= cpu["budget_bytes"] > 0 and cpu["used_by_models_bytes"] > 0
     table = modelhost("ps", address=host.address).stdout.splitlines()
-    assert table[0].split()[:4] == ["NAME", "BACKEND", "STATE", "DEVICE"]
-    assert any(line.startswith("synth ") and " ready " in line for line in table)
+    assert table[0].split()[:5] == ["NAME", "BACKEND", "STATE", "TIER", "DEVICE"]
+    assert any(line.startswith("synth ") and " ready " in line and "forever" in line for line in table)
+    assert any(line.startswith("DEVICE ") for line in table) and any(line.startswith("cpu ") for line in table)
 
 
 def test_health_load_unload(host) -> None:
