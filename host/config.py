@@ -12,6 +12,7 @@ with the client through ``client.address``). A catalog file is TOML::
     client_liveness_s = 5
     max_message_bytes = 268435456
     token_file = "/etc/modelhost/token"   # required for tcp://
+    socket_mode = "0600"           # "0660": the socket's group may connect too (a system service)
 
     [budget]                       # per device: bytes, a size, or a fraction of the device's total
     cuda = 0.9                     # defaults: 0.9 of each GPU, 0.75 of RAM for cpu
@@ -44,6 +45,7 @@ CONFIG_ENV = "MODELHOST_CONFIG"
 
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
+    "socket_mode",
 }
 
 
@@ -107,6 +109,7 @@ class HostConfig:
     client_liveness_s: float = 5.0
     limits: wire.Limits = wire.DEFAULT_LIMITS
     token: str | None = None
+    socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
 
@@ -178,7 +181,12 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         )
     except ValueError as exc:
         raise ConfigError(f"{source}: [host] {exc}") from None
+    socket_mode = host.get("socket_mode", "0600")
+    if not isinstance(socket_mode, str) or socket_mode not in ("0600", "0660"):
+        raise ConfigError(f"{source}: [host] socket_mode must be \"0600\" (your user only) or \"0660\" (also the "
+                          f"socket's group, for a system service shared by a group of users), got {socket_mode!r}")
     return HostConfig(
+        socket_mode=int(socket_mode, 8),
         address=addr,
         models=models,
         budgets=_parse_budgets(raw.get("budget", {}), source),
@@ -193,7 +201,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
 
 
 def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
-    from host.backends import BACKENDS  # the table of names only; no backend module is imported here
+    from host.backends import BACKENDS, is_backend_name  # names only; no backend module is imported here
 
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: models must be tables like [models.NAME]")
@@ -203,8 +211,9 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
             raise ConfigError(f"{source}: [models.{name}] must be a table")
         options = {k: v for k, v in table.items() if k not in _MODEL_KEYS}
         backend = table.get("backend")
-        if backend not in BACKENDS:
-            raise ConfigError(f"{source}: [models.{name}] backend = {backend!r}; known backends: {', '.join(sorted(BACKENDS))}")
+        if not is_backend_name(backend):
+            raise ConfigError(f"{source}: [models.{name}] backend = {backend!r}; known backends: {', '.join(sorted(BACKENDS))}, "
+                              "or your own as \"package.module:Class\"")
         device = table.get("device")
         if device is not None and not isinstance(device, str):
             raise ConfigError(f"{source}: [models.{name}] device must be a string like 'cpu' or 'cuda:0'")

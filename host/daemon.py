@@ -10,10 +10,11 @@ file removed -> exit 0.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
-import threading
 import time
+from typing import Callable
 
 from host.config import HostConfig
 from host.engine import Engine
@@ -22,6 +23,7 @@ from host.server import Server
 log = logging.getLogger("modelhost.daemon")
 
 _CANCEL_GRACE_S = 10.0  # how long cancelled running jobs get to reach their next progress point
+_SIGNAL_POLL_S = 0.1  # how often the main thread looks at the signal count
 
 
 def serve(config: HostConfig) -> int:
@@ -36,15 +38,17 @@ def serve(config: HostConfig) -> int:
         log.warning("%s", note)
     print(f"modelhost: serving {', '.join(config.models) or 'no models'} at {config.address.url}", flush=True)
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
     signals = _SignalLatch()
     try:
-        while not signals.first.wait(timeout=1.0):
+        while signals.count == 0:
             if not server.thread.is_alive():
                 log.critical("the I/O thread died; shutting down")
                 break
+            time.sleep(_SIGNAL_POLL_S)
         log.info("draining: no new work, waiting up to %.0f s for %s", config.drain_timeout_s, engine.health()["jobs"])
         engine.begin_drain()
-        _wait_unless(signals.second, lambda: engine.wait_idle(0.2), config.drain_timeout_s)
+        _wait_unless(lambda: signals.count >= 2, lambda: engine.wait_idle(0.2), config.drain_timeout_s)
         engine.cancel_all()
         engine.wait_idle(_CANCEL_GRACE_S)
         engine.stop(timeout_s=_CANCEL_GRACE_S)
@@ -56,25 +60,28 @@ def serve(config: HostConfig) -> int:
     return 0
 
 
-def _wait_unless(abort: threading.Event, done, timeout_s: float) -> None:
+def _wait_unless(abort: Callable[[], bool], done: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not abort.is_set():
+    while time.monotonic() < deadline and not abort():
         if done():
             return
 
 
 class _SignalLatch:
-    """SIGTERM/SIGINT set ``first``, then ``second``; the previous handlers come back on ``restore``."""
+    """Counts SIGTERM/SIGINT; the previous handlers come back on ``restore``.
+
+    The handler only increments an int. It must take no lock: a handler runs on the main thread
+    between bytecodes, so a second signal arriving while the first handler sat inside
+    ``threading.Event.set()`` re-entered it and deadlocked on the Event's own lock (seen when a
+    process group and a shell trap each sent SIGTERM).
+    """
 
     def __init__(self) -> None:
-        self.first = threading.Event()
-        self.second = threading.Event()
+        self.count = 0
         self._old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self.first.is_set():
-            self.second.set()
-        self.first.set()
+        self.count += 1
 
     def restore(self) -> None:
         for sig, handler in self._old.items():

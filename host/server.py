@@ -73,7 +73,7 @@ class Server:
             self._sock.bind(addr.url)
         finally:
             os.umask(old_umask)
-        os.chmod(addr.path, 0o600)
+        os.chmod(addr.path, self.config.socket_mode)
 
     def start(self, engine: Engine) -> None:
         self.engine = engine

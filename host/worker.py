@@ -57,6 +57,7 @@ class ModelSlot:
         self.pinned = spec.pin
         self.keep_until_s = math.inf
         self.evictions = 0
+        self.loads = 0
         self.error: str | None = None
         self._lock = threading.Lock()
         self.busy_lock = threading.RLock()  # held while a job runs on this model, and while it is evicted
@@ -98,6 +99,7 @@ class ModelSlot:
             raise LoadFailedError(f"model {self.spec.name!r} failed to load: {type(exc).__name__}: {exc}") from None
         load_ns = time.perf_counter_ns() - start
         self._set(state=READY, device=device, memory_bytes=self.backend.memory_bytes(), measured_delta_bytes=delta,
+                  loads=self.loads + 1,
                   load_s=load_ns / 1e9, last_used_s=time.monotonic(),
                   keep_until_s=residency.keep_until(time.monotonic(), self.spec.keep_alive_s))
         log.info("loaded %s on %s in %.2f s (%d bytes)", self.spec.name, device, load_ns / 1e9, self.memory_bytes)
@@ -164,6 +166,7 @@ class ModelSlot:
                 "pinned": self.pinned,
                 "keep_until": _wall(self.keep_until_s) if self.state == READY else None,
                 "evictions": self.evictions,
+                "loads": self.loads,
                 "load_s": self.load_s,
                 "hits": self.hits,
                 "last_used": self.last_used,

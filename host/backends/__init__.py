@@ -1,6 +1,7 @@
 """The backend protocol every model family implements, and the table that names them.
 
-A backend is constructed from its catalog entry (``cls(spec)``; the constructor checks the
+A catalog names a backend from ``BACKENDS`` or, for one of your own, by import path
+(``backend = "mypackage.voices:MyBackend"``). A backend is constructed from its catalog entry (``cls(spec)``; the constructor checks the
 options and raises ``ValueError`` with a fix-it message, so a bad catalog fails at start), then
 ``load(device)``, any number of ``generate`` calls, and ``unload()``. Queuing, batching, eviction
 and replies are not a backend's job. Backend modules import their heavy libraries inside ``load``
@@ -100,9 +101,14 @@ def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:
 
 
 def backend_class(name: str) -> type:
-    """The backend class registered as ``name`` (imports its module)."""
-    module_name, _, class_name = BACKENDS[name].partition(":")
+    """The backend registered as ``name``, or a custom one given as ``"package.module:Class"``."""
+    module_name, _, class_name = BACKENDS.get(name, name).partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def is_backend_name(name: object) -> bool:
+    """A registered name, or an import path ``module:Class`` (a custom backend; imported at start)."""
+    return isinstance(name, str) and (name in BACKENDS or (":" in name and all(name.partition(":")[::2])))
 
 
 def create_backend(spec: "ModelSpec") -> Backend:

@@ -160,3 +160,13 @@ def test_tcp_on_loopback_needs_the_token() -> None:
     refused = subprocess.run([sys.executable, "-m", "host", "serve", "--address", address], cwd=ROOT, capture_output=True,
                              text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "MODELHOST_TOKEN"})
     assert refused.returncode == 2 and "needs a token" in refused.stderr
+
+
+def test_two_sigterms_back_to_back_still_exit_0() -> None:
+    # A process group and a shell trap each send SIGTERM: the second lands while the first is handled.
+    for _ in range(3):
+        h = start_host('[models.synth]\nbackend = "synth"\nwidth = 32\n')
+        os.kill(h.proc.pid, signal.SIGTERM)
+        os.kill(h.proc.pid, signal.SIGTERM)
+        assert h.proc.wait(30) == 0, h.log()
+        assert not h.socket_path.exists()

@@ -38,13 +38,15 @@ def test_run_sh_serves_and_writes_a_first_wav() -> None:
             lines.append(line)
             if "keeps serving" in line or not line:
                 break
-        assert any("keeps serving" in line for line in lines), "".join(lines)
+        output = "".join(lines)
+        assert any("keeps serving" in line for line in lines), output
         with wave.open(str(wav)) as w:
-            assert w.getnframes() == 3 * w.getframerate() == 3 * 32000
-        assert "serving small RANDOM weights" in "".join(lines)  # it says so clearly
+            assert w.getnframes() == 3 * w.getframerate() == 3 * 32000, output
+        assert "serving small RANDOM weights" in output  # it says so clearly
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(60) == 0
-        assert not (folder / "host.sock").exists()  # the host drained and removed its socket
+        rest = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, output + rest
+        assert not (folder / "host.sock").exists(), output + rest  # the host drained and removed its socket
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
