@@ -44,7 +44,7 @@ def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-DEFAULT_BUDGET_FRACTION = {"cuda": 0.9, "cpu": 0.75}
+DEFAULT_BUDGET_FRACTION = {"cuda": 0.9, "cpu": 0.75, "warm": 0.25}
 
 
 def memory_info(device: str) -> dict[str, int]:
@@ -62,12 +62,30 @@ def memory_info(device: str) -> dict[str, int]:
 
 
 def budget_bytes(device: str, budgets: dict[str, float | int]) -> int:
-    """The bytes models may use on ``device``: its own entry, else its type's ("cuda"), else the default fraction."""
+    """The bytes models may use on ``device`` ("warm": the CPU tier of models offloaded from GPUs):
+    its own entry, else its type's ("cuda"), else the default fraction of the device's total."""
     kind = device.split(":")[0]
     value = budgets.get(device, budgets.get(kind, DEFAULT_BUDGET_FRACTION[kind]))
     if isinstance(value, float):
-        return int(value * memory_info(device)["total_bytes"])
+        return int(value * memory_info("cpu" if kind == "warm" else device)["total_bytes"])
     return int(value)
+
+
+def offload_module(module: torch.nn.Module) -> torch.nn.Module:
+    """Move a module to CPU RAM, page-locked where CUDA exists so the swap back runs near PCIe speed."""
+    module = module.to("cpu")
+    if torch.cuda.is_available():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            tensor.data = tensor.data.pin_memory()
+    return module
+
+
+def restore_module(module: torch.nn.Module, device: str) -> torch.nn.Module:
+    """Move an offloaded module back to ``device`` (asynchronous copies from pinned memory, then a sync)."""
+    module = module.to(device, non_blocking=True)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+    return module
 
 
 def process_rss_bytes() -> int:

@@ -19,7 +19,7 @@ from client.errors import BadRequestError, OutOfMemoryError, UnknownModelError
 from host.backends import create_backend
 from host.config import HostConfig
 from host.scheduler import Job, Scheduler
-from host.worker import LOADING, READY, ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
+from host.worker import LOADING, READY, WARM, ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
 
 log = logging.getLogger("modelhost.engine")
 
@@ -57,13 +57,37 @@ class MemoryManager:
         return sum(self._evict(self._engine.slots[v.name]) for v in victims)
 
     def _evict(self, slot: ModelSlot) -> bool:
+        """Demote ``slot`` to the warm tier if it can go there, else unload it; False if it became busy."""
         if not slot.busy_lock.acquire(blocking=False):
             return False
         try:
-            slot.unload(reason="evicted")
+            warm_victims = self._warm_room(slot)
+            if warm_victims is None:
+                slot.unload(reason="evicted")
+                return True
+            for victim in warm_victims:
+                self._unload_warm(self._engine.slots[victim.name])
+            slot.offload()
             return True
         finally:
             slot.busy_lock.release()
+
+    def _warm_room(self, slot: ModelSlot) -> list[residency.Resident] | None:
+        engine = self._engine
+        if not slot.can_offload:
+            return None
+        with engine._cond:
+            warm = [s.resident(busy=False) for s in engine.slots.values() if s.state == WARM and s is not slot]
+            budget = devices.budget_bytes("warm", engine.config.budgets)
+            return residency.demote(slot.resident(busy=False), True, budget, warm, time.monotonic())
+
+    def _unload_warm(self, slot: ModelSlot) -> None:
+        if slot.busy_lock.acquire(blocking=False):
+            try:
+                if slot.state == WARM:
+                    slot.unload(reason="evicted")
+            finally:
+                slot.busy_lock.release()
 
 
 class Engine:
@@ -195,7 +219,8 @@ class Engine:
             for peer in dead_peers:
                 removed += self._sched.drop_peer(peer)
             if self.state == "running":
-                for resident in residency.idle_expired(self._residents(None), now_s):
+                warm = [s.resident(busy=False) for s in self.slots.values() if s.state == WARM]
+                for resident in residency.idle_expired(self._residents(None) + warm, now_s):
                     self.slots[resident.name].keep_until_s = float("inf")  # one unload job, not one per tick
                     self._internal_job("unload", resident.name, {"reason": "keep_alive"})
         if removed:
@@ -248,6 +273,11 @@ class Engine:
             out.append({"device": device, "total_bytes": info["total_bytes"], "free_bytes": info["free_bytes"],
                         "budget_bytes": devices.budget_bytes(device, self.config.budgets),
                         "used_by_models_bytes": by_models, "used_by_others_bytes": max(0, used - by_models)})
+        if any(name.startswith("cuda") for name in names):  # the warm tier: RAM holding models offloaded from GPUs
+            cpu = out[[d["device"] for d in out].index("cpu")]
+            warm = sum(s.current_bytes() for s in self.slots.values() if s.state == WARM)
+            out.append({**cpu, "device": "warm", "budget_bytes": devices.budget_bytes("warm", self.config.budgets),
+                        "used_by_models_bytes": warm, "used_by_others_bytes": 0})
         return out
 
     # ---- helpers ----

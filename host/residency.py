@@ -11,6 +11,11 @@ The rule (also in the README):
    memory it frees. A model that is cheap to reload, rarely used and large goes first.
 4. Ties: least recently used first.
 
+Tiers: a model evicted from a GPU goes to the warm CPU tier (pinned RAM, its own budget) when its
+backend can offload and the tier can hold it, making room there by the same rule (``demote``);
+otherwise it is unloaded. A request for a warm model swaps it back in. On a CPU-only machine there
+is no warm tier: models are resident or unloaded.
+
 ``plan`` picks the fewest victims in that order until the new model fits the device's budget; if
 it cannot fit even after every evictable model, it raises ``NoRoom`` naming what is pinned or busy
 and how many bytes are missing. ``idle_expired`` lists models whose keep-alive passed while idle.
@@ -98,6 +103,18 @@ def plan(name: str, need_bytes: int, budget_bytes: int, residents: list[Resident
                      f"evictable model; held: {', '.join(held) or 'nothing'}. Unpin a model, raise the budget, "
                      "or retry when the busy ones finish", missing)
     return victims
+
+
+def demote(victim: Resident, can_offload: bool, warm_budget_bytes: int, warm: list[Resident],
+           now_s: float) -> list[Resident] | None:
+    """Where an evicted GPU model goes: the warm CPU tier (returns the warm models to unload first so it
+    fits, by the same rule), or None: straight to unloaded (it cannot offload, or the tier cannot hold it)."""
+    if not can_offload or warm_budget_bytes <= 0:
+        return None
+    try:
+        return plan(victim.name, victim.bytes, warm_budget_bytes, warm, now_s)
+    except NoRoom:
+        return None
 
 
 def idle_expired(residents: list[Resident], now_s: float) -> list[Resident]:

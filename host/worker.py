@@ -37,6 +37,7 @@ log = logging.getLogger("modelhost.worker")
 Reply = Callable[[bytes, str, int, dict], None]
 
 UNLOADED, LOADING, READY, UNLOADING, FAILED = "unloaded", "loading", "ready", "unloading", "failed"
+WARM = "warm"  # offloaded from its GPU to pinned CPU RAM; swapped back in on the next request
 
 
 class ModelSlot:
@@ -58,6 +59,7 @@ class ModelSlot:
         self.keep_until_s = math.inf
         self.evictions = 0
         self.loads = 0
+        self.swap_in_s: float | None = None
         self.error: str | None = None
         self._lock = threading.Lock()
         self.busy_lock = threading.RLock()  # held while a job runs on this model, and while it is evicted
@@ -79,6 +81,8 @@ class ModelSlot:
         """Load if needed, after ``admit(slot, device, bytes)`` made room; returns the ns spent loading."""
         if self.state == READY:
             return 0
+        if self.state == WARM:
+            return self._swap_in(admit)
         self._set(state=LOADING, error=None)
         start = time.perf_counter_ns()
         device: str | None = None
@@ -105,13 +109,36 @@ class ModelSlot:
         log.info("loaded %s on %s in %.2f s (%d bytes)", self.spec.name, device, load_ns / 1e9, self.memory_bytes)
         return load_ns
 
+    def _swap_in(self, admit: Callable[["ModelSlot", str, int], None]) -> int:
+        """From the warm tier back to the model's GPU; returns the ns it took."""
+        device = self.device or devices.resolve_device(self.spec.device)
+        admit(self, device, self.memory_bytes + self.spec.reserve_bytes)
+        start = time.perf_counter_ns()
+        self.backend.restore(device)
+        swap_ns = time.perf_counter_ns() - start
+        self._set(state=READY, swap_in_s=swap_ns / 1e9, last_used_s=time.monotonic())
+        log.info("swapped %s into %s in %.3f s", self.spec.name, device, swap_ns / 1e9)
+        return swap_ns
+
+    def offload(self) -> None:
+        """To the warm tier: weights in pinned CPU RAM, ready to swap back."""
+        self.backend.offload()
+        devices.release_cached_memory(self.device or "cpu")
+        self._set(state=WARM, evictions=self.evictions + 1)
+        log.info("moved %s to the warm CPU tier", self.spec.name)
+
+    @property
+    def can_offload(self) -> bool:
+        return hasattr(self.backend, "offload") and (self.device or "").startswith("cuda")
+
     def unload(self, reason: str = "requested") -> None:
         if self.state in (UNLOADED, FAILED):
             self._set(state=UNLOADED)
             return
+        evicted_before = self.state == WARM  # counted once, when it left its GPU
         self._set(state=UNLOADING)
         self._discard(self.device)
-        self._set(state=UNLOADED, memory_bytes=0, evictions=self.evictions + (reason == "evicted"))
+        self._set(state=UNLOADED, memory_bytes=0, evictions=self.evictions + (reason == "evicted" and not evicted_before))
         log.info("unloaded %s (%s)", self.spec.name, reason)
 
     def _discard(self, device: str | None) -> None:
@@ -133,7 +160,7 @@ class ModelSlot:
 
     def current_bytes(self) -> int:
         """The backend's size now (a voice's share of a shared HuBERT changes as other voices come and go)."""
-        if self.state == READY:
+        if self.state in (READY, WARM):
             self.memory_bytes = self.backend.memory_bytes()
         return self.memory_bytes
 
@@ -159,7 +186,8 @@ class ModelSlot:
                 "backend": self.spec.backend,
                 "state": self.state,
                 "device": self.device if self.state == READY else (self.spec.device or "auto"),
-                "tier": ("gpu" if (self.device or "").startswith("cuda") else "cpu") if self.state == READY else "unloaded",
+                "tier": _tier(self.state, self.device),
+                "swap_in_s": self.swap_in_s,
                 "memory_bytes": self.memory_bytes,
                 "measured_delta_bytes": self.measured_delta_bytes,
                 "reserve_bytes": self.spec.reserve_bytes,
@@ -311,3 +339,11 @@ def cancelled_error(reason: str) -> RequestError:
 def _wall(monotonic_s: float) -> float | None:
     """A monotonic instant as wall-clock epoch seconds, for people; None for never."""
     return None if math.isinf(monotonic_s) else time.time() + (monotonic_s - time.monotonic())
+
+
+def _tier(state: str, device: str | None) -> str:
+    if state == WARM:
+        return "warm"
+    if state != READY:
+        return "unloaded"
+    return "gpu" if (device or "").startswith("cuda") else "cpu"

@@ -89,7 +89,9 @@ class Backend(Protocol):
 
     def memory_bytes(self) -> int: ...
 
-    # Optional: ``details() -> dict`` adds backend-specific facts to ``ps`` (e.g. shared weights).
+    # Optional: ``details() -> dict`` adds backend-specific facts to ``ps`` (e.g. shared weights);
+    # ``offload()`` / ``restore(device)`` move the weights to the warm CPU tier and back;
+    # ``estimate_bytes()`` sizes a load before it happens; ``warmup()`` runs one short generation.
 
 
 def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from client.errors import BadParamsError, LoadFailedError
 from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
 from host.backends.rng import GLOBAL_RNG, parse_seed
 from host.config import ModelSpec
-from host.devices import module_bytes
+from host.devices import module_bytes, offload_module, restore_module
 
 _OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle"}
 _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}
@@ -73,6 +73,18 @@ class _AudiocraftBackend:
     def unload(self) -> None:
         self.model = None
         self.mbd = None
+
+    def offload(self) -> None:
+        self._move(lambda m: offload_module(m))
+
+    def restore(self, device: str) -> None:
+        self._move(lambda m: restore_module(m, device))
+
+    def _move(self, move) -> None:
+        model = self.model
+        model.lm = move(model.lm)
+        model.compression_model = move(model.compression_model)
+        model.device = next(iter(model.lm.parameters())).device  # audiocraft reads it to place inputs
 
     def estimate_bytes(self) -> int:
         """The checkpoint files' size (a local folder); 0 for a hub id until its first load is measured."""

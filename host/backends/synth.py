@@ -31,7 +31,7 @@ from torch import nn
 from client.errors import BadParamsError, LoadFailedError
 from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
 from host.config import ModelSpec
-from host.devices import module_bytes
+from host.devices import module_bytes, offload_module, restore_module
 
 FORMAT = "modelhost-synth-v1"
 VOCAB = 256
@@ -136,6 +136,13 @@ class SynthBackend:
 
     def unload(self) -> None:
         self.net = None
+
+    def offload(self) -> None:
+        self.net = offload_module(self.net)
+
+    def restore(self, device: str) -> None:
+        self.device = torch.device(device)
+        self.net = restore_module(self.net, device)
 
     def estimate_bytes(self) -> int:
         if self.checkpoint is not None and Path(self.checkpoint).is_file():

@@ -39,3 +39,13 @@ def test_backends_benchmark_smoke(tmp_path) -> None:
     assert set(report["memory_bytes"]) == {"musicgen", "audiogen", "voices/a", "voices/b"}
     for name in ("musicgen_1s", "rvc_1s"):
         assert report["requests"][name]["host_p50_ms"] > 0 and report["requests"][name]["in_process_p50_ms"] > 0
+
+
+def test_swap_benchmark_smoke(tmp_path) -> None:
+    import torch
+
+    report = _run("swap", "--reps", "1", tmp_path=tmp_path)
+    if torch.cuda.is_available():
+        assert report["swap_in_p50_ms"] > 0 and report["cold_load_p50_ms"] > 0
+    else:
+        assert report["skipped"] == "no CUDA device"

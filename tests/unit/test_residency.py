@@ -98,3 +98,15 @@ def test_plan_properties(residents, need_gib, budget_gib) -> None:
     assert victims == order[: len(victims)]  # the documented order, a prefix of it
     if victims:  # and no more than needed: without the last victim it would not fit
         assert used - sum(v.bytes for v in victims[:-1]) + need > budget
+
+
+def test_an_evicted_gpu_model_goes_to_the_warm_tier_when_it_fits_there() -> None:
+    from host.residency import demote
+
+    victim = res("musicgen", 6)
+    assert demote(victim, True, 16 * GIB, [res("old", 8)], NOW) == []  # fits beside what is warm
+    warm = [res("old-rare", 8, uses=0), res("old-hot", 6, uses=9)]
+    assert [v.name for v in demote(victim, True, 16 * GIB, warm, NOW)] == ["old-rare"]  # room by the same rule
+    assert demote(victim, False, 16 * GIB, [], NOW) is None  # cannot offload: unloaded
+    assert demote(victim, True, 0, [], NOW) is None  # no warm tier (CPU-only machine, or budget 0)
+    assert demote(res("huge", 20), True, 16 * GIB, [], NOW) is None  # too big for the tier
