@@ -103,6 +103,7 @@ class Engine:
         self._workers = [ModelWorker(slot, self._sched, self._cond, self._reply, self._job_done, self.memory)
                          for slot in self.slots.values()]
         self._preload_left = list(config.preload)  # loaded one at a time, in catalog order
+        self._internal_ids = 0
         self.state = "starting" if self._preload_left else "running"
         self._started = time.monotonic()
 
@@ -121,7 +122,7 @@ class Engine:
             self._internal_job("load", name, {"warmup": True})
 
     def _internal_job(self, kind: str, model: str, body: dict) -> None:
-        self._internal_ids = getattr(self, "_internal_ids", 0) + 1
+        self._internal_ids += 1
         self._sched.submit(Job(INTERNAL_PEER, self._internal_ids, kind, model, body, time.monotonic_ns(),
                                time.monotonic() + _DEFAULT_TIMEOUT_S))
         self._cond.notify_all()

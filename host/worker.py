@@ -148,13 +148,15 @@ class ModelSlot:
             if device is not None:
                 devices.release_cached_memory(device)
 
-    def record_hit(self, keep_alive_s: float | None = None) -> None:
+    def record_hit(self, keep_alive_s: float | None = None, *, generated: bool = True) -> None:
+        """A request used this model: a generation counts as use; any request may extend the keep-alive."""
         now = time.monotonic()
         with self._lock:
-            self.hits += 1
-            self.last_used = time.time()
-            self.last_used_s = now
-            self.usage.hit(now)
+            if generated:
+                self.hits += 1
+                self.last_used = time.time()
+                self.last_used_s = now
+                self.usage.hit(now)
             self.keep_until_s = max(self.keep_until_s if self.keep_until_s > now else 0.0,
                                     residency.keep_until(now, self.spec.keep_alive_s, keep_alive_s))
 
@@ -301,7 +303,7 @@ class ModelWorker:
         if job.kind == "load":
             if job.body.get("warmup"):
                 self._warm_up()
-            self.slot.record_hit(job.body.get("keep_alive_s"))
+            self.slot.record_hit(job.body.get("keep_alive_s"), generated=False)
             return self.slot.status()
         body = job.body
         request = GenerateRequest(
