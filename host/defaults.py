@@ -1,8 +1,9 @@
-"""The catalog a host serves when it is given none: MusicGen, AudioGen and an RVC voice.
+"""The catalog a host serves when it is given none: MusicGen, AudioGen and the RVC voices of a folder.
 
 Real weights are used where they are present: ``facebook/musicgen-small`` and
 ``facebook/audiogen-medium`` in the Hugging Face cache (or ``$AUDIOCRAFT_CACHE_DIR``), RVC voices
-(``*.pth``, with ``hubert_base.pt`` and optionally ``rmvpe.pt``) in ``CACHE/rvc/``. For whatever is
+(``*.pth``, with ``hubert_base.pt`` and optionally ``rmvpe.pt``) in ``CACHE/rvc/``, served as
+``voices/NAME``. For whatever is
 missing, small random-weight models are built once under ``CACHE/random-weights/`` through the real
 formats and loaders (they make noise, not music), and the host says so at start. CACHE is
 ``$MODELHOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelhost``, else ``~/.cache/modelhost``.
@@ -34,25 +35,28 @@ def default_catalog(cache_dir: Path, audiocraft_cache: str | None) -> tuple[dict
             models[family] = {"backend": family, "checkpoint": str(folder)}
             notes.append(f"{family}: {repo} is not in the Hugging Face cache; serving small RANDOM weights from {folder}")
     voices = cache_dir / "rvc"
-    if sorted(voices.glob("*.pth")) and (voices / "hubert_base.pt").is_file():
-        models["voice"] = {"backend": "rvc", "folder": str(voices), "hubert": str(voices / "hubert_base.pt")}
-        if (voices / "rmvpe.pt").is_file():
-            models["voice"]["rmvpe"] = str(voices / "rmvpe.pt")
-    else:
-        models["voice"] = _random_voice(random_dir / "rvc")
-        notes.append(f"voice: no RVC voices (with hubert_base.pt) in {voices}; serving a small RANDOM voice from {random_dir / 'rvc'}")
+    if not (sorted(voices.glob("*.pth")) and (voices / "hubert_base.pt").is_file()):
+        voices = random_dir / "rvc"
+        _random_voices(voices)
+        notes.append(f"voices: no RVC voices (with hubert_base.pt) in {cache_dir / 'rvc'}; serving two small RANDOM "
+                     f"voices from {voices}")
+    models["voices"] = {"backend": "rvc", "folder": str(voices), "hubert": str(voices / "hubert_base.pt")}
+    if (voices / "rmvpe.pt").is_file():
+        models["voices"]["rmvpe"] = str(voices / "rmvpe.pt")
     return {"preload": list(models), "models": models}, notes
 
 
-def _random_voice(folder: Path) -> dict[str, Any]:
+def _random_voices(folder: Path) -> None:
+    """Two voices (one with an index) sharing one HuBERT, laid out as a user's voice folder is."""
     from host import weights
 
-    paths = {"model": folder / "voice.pth", "index": folder / "voice.index", "hubert": folder / "hubert_base.pt"}
-    writers = {"model": weights.write_rvc_voice, "index": weights.write_faiss_index, "hubert": weights.write_hubert}
-    for key, path in paths.items():
-        if not path.is_file():
-            writers[key](path)
-    return {"backend": "rvc", **{k: str(v) for k, v in paths.items()}}
+    files = {"voice-a.pth": lambda p: weights.write_rvc_voice(p, seed=1),
+             "voice-a.index": weights.write_faiss_index,
+             "voice-b.pth": lambda p: weights.write_rvc_voice(p, seed=2),
+             "hubert_base.pt": weights.write_hubert}
+    for name, write in files.items():
+        if not (folder / name).is_file():
+            write(folder / name)
 
 
 def _in_hub_cache(repo: str, cache_dir: str | None) -> bool:

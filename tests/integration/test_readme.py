@@ -10,6 +10,7 @@ import subprocess
 import time
 import wave
 
+from client import Client
 from host.launch import ROOT, short_tmp
 
 README = (ROOT / "README.md").read_text()
@@ -42,7 +43,10 @@ def test_run_sh_serves_and_writes_a_first_wav() -> None:
         assert any("keeps serving" in line for line in lines), output
         with wave.open(str(wav)) as w:
             assert w.getnframes() == 3 * w.getframerate() == 3 * 32000, output
-        assert "serving small RANDOM weights" in output  # it says so clearly
+        assert "serving small RANDOM weights" in output and "two small RANDOM voices" in output  # it says so clearly
+        with Client(env["MODELHOST_ADDRESS"]) as c:  # MusicGen, AudioGen and two voices, resident at once
+            ps = {m["name"]: m["state"] for m in c.ps()}
+        assert ps == {"musicgen": "ready", "audiogen": "ready", "voices/voice-a": "ready", "voices/voice-b": "ready"}
         os.killpg(proc.pid, signal.SIGTERM)
         rest = proc.communicate(timeout=60)[0]
         assert proc.returncode == 0, output + rest
