@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from host.launch import ROOT
 def _run(module: str, *args: str, tmp_path) -> dict:
     out = tmp_path / f"{module}.json"
     done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args, "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ})
     assert done.returncode == 0, done.stderr
     assert any(line.startswith("machine: ") for line in done.stdout.splitlines())
     return json.loads(out.read_text())
@@ -49,3 +50,14 @@ def test_swap_benchmark_smoke(tmp_path) -> None:
         assert report["swap_in_p50_ms"] > 0 and report["cold_load_p50_ms"] > 0
     else:
         assert report["skipped"] == "no CUDA device"
+
+
+def test_warm_start_benchmark_smoke(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MODELHOST_CACHE_DIR", str(tmp_path / "cache"))
+    report = _run("warm_start", "--size", "tiny", "--reps", "1", tmp_path=tmp_path)
+    for family in ("musicgen", "rvc"):
+        r = report["results"][family]
+        for way in ("in_process", "through_host"):
+            phases = r[way]
+            assert phases["total_s"]["median"] >= phases["generate_s"]["median"] > 0
+        assert r["ratio_total_median"] > 0
