@@ -61,3 +61,10 @@ def test_warm_start_benchmark_smoke(tmp_path, monkeypatch) -> None:
             phases = r[way]
             assert phases["total_s"]["median"] >= phases["generate_s"]["median"] > 0
         assert r["ratio_total_median"] > 0
+
+
+def test_clients_benchmark_smoke(tmp_path) -> None:
+    report = _run("clients", "--reps", "3", tmp_path=tmp_path)
+    assert [r["clients"] for r in report["rounds"]] == [1, 4, 16]
+    for r in report["rounds"]:
+        assert r["requests"] == 3 * r["clients"] and r["throughput_rps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
