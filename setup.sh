@@ -57,7 +57,8 @@ if [ "${1:-}" = "--test" ]; then
   if [ -n "$py310" ]; then
     [ -x .venv-py310/bin/python ] || "$py310" -m venv .venv-py310
     # numpy 2.3+ needs Python 3.11: the last release line for 3.10 is 2.2
-    pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3"
+    pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3" \
+      gradio==6.31.0 gradio_client==2.7.2  # Gradio: the HTTP reference in benchmarks/ipc.py (never in .venv)
   else
     echo "setup.sh: no Python 3.10 found; the client-on-3.10 test will be skipped" >&2
   fi

@@ -68,3 +68,12 @@ def test_clients_benchmark_smoke(tmp_path) -> None:
     assert [r["clients"] for r in report["rounds"]] == [1, 4, 16]
     for r in report["rounds"]:
         assert r["requests"] == 3 * r["clients"] and r["throughput_rps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
+
+
+def test_ipc_benchmark_smoke(tmp_path) -> None:
+    report = _run("ipc", "--reps", "3", tmp_path=tmp_path)
+    assert set(report["payloads"]) == {"empty", "1s_16k_mono", "30s_44k_stereo", "5min_44k_stereo"}
+    assert report["payloads"]["5min_44k_stereo"]["bytes_each_way"] == 300 * 44100 * 2 * 4
+    for row in report["payloads"].values():
+        assert row["host_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
+        assert report["gradio_skipped"] or row["gradio_p50_ms"] > 0
