@@ -53,7 +53,7 @@ def _in_process(f: dict[str, Path], voice_input: np.ndarray, reps: int) -> dict[
     from host.backends import GenerateRequest, RunContext, create_backend
     from host.config import ModelSpec
 
-    ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+    ctx = RunContext.detached()
     musicgen = create_backend(ModelSpec("musicgen", "musicgen", options={"checkpoint": str(f["musicgen"])}))
     musicgen.load("cpu")
     voice = create_backend(ModelSpec("a", "rvc", options={"model": str(f["a"]), "hubert": str(f["hubert"])}))

@@ -108,7 +108,7 @@ def run(reps: int) -> dict:
 
     backend = create_backend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")
-    ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+    ctx = RunContext.detached()
     host = start_host("[models.bench]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in MODEL.items()))
     gradio = GradioEcho.start()
     rows = {}

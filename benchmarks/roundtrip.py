@@ -32,7 +32,7 @@ def _in_process(duration_s: float, reps: int) -> list[int]:
 
     backend = SynthBackend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")
-    ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
+    ctx = RunContext.detached()
     return time_calls(lambda: backend.generate(GenerateRequest("bench", {"duration_s": duration_s, "seed": 1}), ctx), reps)
 
 

@@ -220,21 +220,21 @@ class Engine:
             for peer in dead_peers:
                 removed += self._sched.drop_peer(peer)
             if self.state == "running":
-                warm = [s.resident(busy=False) for s in self.slots.values() if s.state == WARM]
-                for resident in residency.idle_expired(self._residents(None) + warm, now_s):
+                warm = [s.resident(busy=False, measure=False) for s in self.slots.values() if s.state == WARM]
+                for resident in residency.idle_expired(self._residents(None, measure=False) + warm, now_s):
                     self.slots[resident.name].keep_until_s = float("inf")  # one unload job, not one per tick
                     self._internal_job("unload", resident.name, {"reason": "keep_alive"})
         if removed:
             self._reply_removed(removed)
 
-    def _residents(self, device: str | None, exclude: ModelSlot | None = None) -> list[residency.Resident]:
+    def _residents(self, device: str | None, exclude: ModelSlot | None = None, measure: bool = True) -> list[residency.Resident]:
         """Loaded (or loading) models on ``device`` (all devices for None), as the policy sees them. Holds the lock."""
         out = []
         for name, slot in self.slots.items():
             if slot is exclude or slot.state not in (READY, LOADING) or (device is not None and slot.device != device):
                 continue
             busy = slot.state == LOADING or self._sched.queued(name) > 0 or self._sched.running_count(name) > 0
-            out.append(slot.resident(busy))
+            out.append(slot.resident(busy, measure))
         return out
 
     def peers(self) -> set[bytes]:

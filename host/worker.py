@@ -166,11 +166,13 @@ class ModelSlot:
             self.memory_bytes = self.backend.memory_bytes()
         return self.memory_bytes
 
-    def resident(self, busy: bool) -> residency.Resident:
-        """What the eviction policy needs to know of this (loaded) model."""
+    def resident(self, busy: bool, measure: bool = True) -> residency.Resident:
+        """What the eviction policy needs to know of this (loaded) model; ``measure=False`` keeps the last size
+        (the keep-alive check, several times a second, needs no size)."""
+        size = self.current_bytes() if measure else self.memory_bytes
         with self._lock:
             return residency.Resident(
-                name=self.spec.name, device=self.device or "", bytes=self.current_bytes() + self.spec.reserve_bytes,
+                name=self.spec.name, device=self.device or "", bytes=size + self.spec.reserve_bytes,
                 reload_s=self.load_s or 0.0, last_used_s=self.last_used_s, usage=self.usage, pinned=self.pinned,
                 busy=busy, keep_until_s=self.keep_until_s,
             )

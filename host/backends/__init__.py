@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from client.errors import CancelledError, DeadlineExceededError
+from client.errors import BadParamsError, CancelledError, DeadlineExceededError
 
 if TYPE_CHECKING:
     from host.config import ModelSpec
@@ -63,6 +63,11 @@ class RunContext:
         self._min_interval_s = min_interval_s
         self._last_emit_s = 0.0
 
+    @classmethod
+    def detached(cls) -> "RunContext":
+        """A context that reports to nobody and is never cancelled: warm-ups, benchmarks, in-process calls."""
+        return cls(emit=lambda step, total: None, is_cancelled=lambda: None)
+
     def check(self) -> None:
         reason = self._is_cancelled()
         if reason == "deadline":
@@ -100,6 +105,18 @@ def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"[models.{spec.name}]: unknown {spec.backend} options {sorted(unknown)}; known: {sorted(known)}")
     return dict(spec.options)
+
+
+def number_param(params: dict[str, Any], key: str, default: float, low: float, high: float, *,
+                 integer: bool = False, open_low: bool = False) -> float:
+    """``params[key]`` (or ``default``) checked against its range; BadParamsError names the key and the range."""
+    value = params.get(key, default)
+    kinds = (int,) if integer else (int, float)
+    in_range = (value > low if open_low else value >= low) and value <= high if isinstance(value, kinds) else False
+    if isinstance(value, bool) or not in_range:
+        what = "an int" if integer else "a number"
+        raise BadParamsError(f"{key} must be {what} in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+    return value if integer else float(value)
 
 
 def backend_class(name: str) -> type:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
+from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
 from host.backends.rng import GLOBAL_RNG, parse_seed
 from host.config import ModelSpec
 from host.devices import module_bytes, offload_module, restore_module
@@ -93,8 +93,7 @@ class _AudiocraftBackend:
         return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
 
     def warmup(self) -> None:
-        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
-        self.generate(GenerateRequest("warm-up", {"duration": 0.5, "seed": 1}), ctx)
+        self.generate(GenerateRequest("warm-up", {"duration": 0.5, "seed": 1}), RunContext.detached())
 
     def memory_bytes(self) -> int:
         if self.model is None:
@@ -172,15 +171,13 @@ class _AudiocraftBackend:
         unknown = set(params) - _PARAMS
         if unknown:
             raise BadParamsError(f"unknown parameters for a {self.family} model: {sorted(unknown)}; known: {sorted(_PARAMS)}")
-        out: dict[str, Any] = {"duration": _number(params, "duration", 10.0, low=0.0, high=self.max_duration_s, open_low=True)}
-        card = int(self.model.lm.card)
-        top_k = params.get("top_k", 250)
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= card:
-            raise BadParamsError(f"top_k must be an int in [0, {card}] (this model's vocabulary), got {top_k!r}")
-        out["top_k"] = top_k
-        out["top_p"] = _number(params, "top_p", 0.0, low=0.0, high=1.0)
-        out["temperature"] = _number(params, "temperature", 1.0, low=0.0, high=100.0, open_low=True)
-        out["cfg_coef"] = _number(params, "cfg_coef", 3.0, low=0.0, high=100.0)
+        out: dict[str, Any] = {
+            "duration": number_param(params, "duration", 10.0, 0.0, self.max_duration_s, open_low=True),
+            "top_k": number_param(params, "top_k", 250, 0, int(self.model.lm.card), integer=True),  # the model's vocabulary
+            "top_p": number_param(params, "top_p", 0.0, 0.0, 1.0),
+            "temperature": number_param(params, "temperature", 1.0, 0.0, 100.0, open_low=True),
+            "cfg_coef": number_param(params, "cfg_coef", 3.0, 0.0, 100.0),
+        }
         for key in ("seed", "return_tokens", "use_multi_band_diffusion"):
             if key in params:
                 out[key] = params[key]
@@ -220,15 +217,6 @@ class AudioGenBackend(_AudiocraftBackend):
 
     def _has_melody(self) -> bool:
         return False
-
-
-def _number(params: dict[str, Any], key: str, default: float, *, low: float, high: float, open_low: bool = False) -> float:
-    value = params.get(key, default)
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise BadParamsError(f"{key} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 def _float_audio(audio: np.ndarray) -> np.ndarray:

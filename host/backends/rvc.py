@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
+from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
 from host.backends.rng import GLOBAL_RNG
 from host.backends.shared import SHARED
 from host.config import ModelSpec
@@ -123,8 +123,7 @@ class RvcBackend:
 
     def warmup(self) -> None:
         noise = np.random.default_rng(0).uniform(-0.1, 0.1, HUBERT_RATE // 2).astype(np.float32)
-        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
-        self.generate(GenerateRequest(None, {"f0_method": "pm"}, noise, HUBERT_RATE), ctx)
+        self.generate(GenerateRequest(None, {"f0_method": "pm"}, noise, HUBERT_RATE), RunContext.detached())
 
     def memory_bytes(self) -> int:
         """This voice's own weights plus its share of the HuBERT/RMVPE it uses with other voices."""
@@ -189,14 +188,12 @@ class RvcBackend:
         if p["f0_method"] == "rmvpe" and self.rmvpe is None:
             raise BadParamsError(f"voice {self.name!r} has no rmvpe weights configured: use f0_method pm or harvest, "
                                  "or set rmvpe = \"/path/to/rmvpe.pt\" in the catalog")
-        _int_in(p, "f0_up_key", -48, 48)
-        _int_in(p, "filter_radius", 0, 7)
-        _int_in(p, "speaker_id", 0, self.speakers - 1)
+        for key, low, high in (("f0_up_key", -48, 48), ("filter_radius", 0, 7), ("speaker_id", 0, self.speakers - 1)):
+            number_param(p, key, p[key], low, high, integer=True)
         if isinstance(p["resample_sr"], bool) or not isinstance(p["resample_sr"], int) or not (p["resample_sr"] == 0 or 16000 <= p["resample_sr"] <= 96000):
             raise BadParamsError(f"resample_sr must be 0 (keep the voice's rate) or an int in [16000, 96000], got {p['resample_sr']!r}")
-        for key in ("index_rate", "rms_mix_rate"):
-            _float_in(p, key, 0.0, 1.0)
-        _float_in(p, "protect", 0.0, 0.5)
+        for key, high in (("index_rate", 1.0), ("rms_mix_rate", 1.0), ("protect", 0.5)):
+            p[key] = number_param(p, key, p[key], 0.0, high)
         return p
 
 
@@ -215,19 +212,6 @@ def _record_pitch(pipeline: Any) -> None:
 
     pipeline.get_f0 = recording_get_f0
     pipeline.modelhost_f0_median_hz = 0.0
-
-
-def _int_in(p: dict[str, Any], key: str, low: int, high: int) -> None:
-    value = p[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadParamsError(f"{key} must be an int in [{low}, {high}], got {value!r}")
-
-
-def _float_in(p: dict[str, Any], key: str, low: float, high: float) -> None:
-    value = p[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise BadParamsError(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
-    p[key] = float(value)
 
 
 def _to_hubert_input(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import secrets
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -150,8 +149,7 @@ class SynthBackend:
         return 4 * parameter_count(*(self.config[k] for k in ("width", "depth", "hop", "channels")))
 
     def warmup(self) -> None:
-        ctx = RunContext(emit=lambda s, t: None, is_cancelled=lambda: None)
-        self.generate(GenerateRequest("warm-up", {"duration_s": 0.05, "seed": 1}), ctx)
+        self.generate(GenerateRequest("warm-up", {"duration_s": 0.05, "seed": 1}), RunContext.detached())
 
     def memory_bytes(self) -> int:
         return module_bytes(self.net) if self.net is not None else 0
@@ -209,8 +207,3 @@ class SynthBackend:
             seed = secrets.randbelow(2**31 - 1) + 1
         return float(duration_s), seed
 
-
-def summary(options: dict[str, Any]) -> dict[str, Any]:
-    """The architecture and parameter count a set of catalog options gives (for docs and benchmarks)."""
-    backend = SynthBackend(ModelSpec(name="synth", backend="synth", options=options))
-    return {**backend.config, "parameters": parameter_count(*(backend.config[k] for k in ("width", "depth", "hop", "channels")))}
