@@ -188,6 +188,7 @@ class ModelSlot:
             return {
                 "name": self.spec.name,
                 "backend": self.spec.backend,
+                "source": self._source(),
                 "state": self.state,
                 "device": self.device if self.state == READY else (self.spec.device or "auto"),
                 "tier": _tier(self.state, self.device),
@@ -205,6 +206,10 @@ class ModelSlot:
                 "error": self.error,
                 "details": self._details(),
             }
+
+    def _source(self) -> dict[str, Any]:
+        source = getattr(self.backend, "source", None)
+        return source() if source is not None else {}
 
     def _details(self) -> dict[str, Any]:
         details = getattr(self.backend, "details", None)

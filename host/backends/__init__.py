@@ -94,7 +94,9 @@ class Backend(Protocol):
 
     def memory_bytes(self) -> int: ...
 
-    # Optional: ``details() -> dict`` adds backend-specific facts to ``ps`` (e.g. shared weights);
+    # Optional: ``source() -> dict`` names the weights the model is built from (shown in ``ps`` in every
+    # state, so clients such as the WebUI adapter can find the model serving a checkpoint or voice file);
+    # ``details() -> dict`` adds backend-specific facts to ``ps`` while loaded (e.g. shared weights);
     # ``offload()`` / ``restore(device)`` move the weights to the warm CPU tier and back;
     # ``estimate_bytes()`` sizes a load before it happens; ``warmup()`` runs one short generation.
 

@@ -86,6 +86,9 @@ class _AudiocraftBackend:
         model.compression_model = move(model.compression_model)
         model.device = next(iter(model.lm.parameters())).device  # audiocraft reads it to place inputs
 
+    def source(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint}
+
     def estimate_bytes(self) -> int:
         """The checkpoint files' size (a local folder); 0 for a hub id until its first load is measured."""
         folder = os.path.expanduser(self.checkpoint)

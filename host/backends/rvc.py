@@ -116,6 +116,9 @@ class RvcBackend:
             SHARED.release(key)
         self._shared_keys = []
 
+    def source(self) -> dict[str, Any]:
+        return {"model": self.model_path, "index": self.index_path}
+
     def estimate_bytes(self) -> int:
         """The voice file's size doubled (weights are stored in half precision), plus HuBERT's file."""
         files = [(self.model_path, 2), (self.hubert_path, 1)]
@@ -188,7 +191,7 @@ class RvcBackend:
         if p["f0_method"] == "rmvpe" and self.rmvpe is None:
             raise BadParamsError(f"voice {self.name!r} has no rmvpe weights configured: use f0_method pm or harvest, "
                                  "or set rmvpe = \"/path/to/rmvpe.pt\" in the catalog")
-        for key, low, high in (("f0_up_key", -48, 48), ("filter_radius", 0, 7), ("speaker_id", 0, self.speakers - 1)):
+        for key, low, high in (("f0_up_key", -48, 48), ("filter_radius", 0, 10), ("speaker_id", 0, self.speakers - 1)):
             number_param(p, key, p[key], low, high, integer=True)
         if isinstance(p["resample_sr"], bool) or not isinstance(p["resample_sr"], int) or not (p["resample_sr"] == 0 or 16000 <= p["resample_sr"] <= 96000):
             raise BadParamsError(f"resample_sr must be 0 (keep the voice's rate) or an int in [16000, 96000], got {p['resample_sr']!r}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,6 +111,9 @@ class SynthBackend:
         self.config = config
         self.net: SynthNet | None = None
         self.device = torch.device("cpu")
+
+    def source(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint}
 
     def load(self, device: str) -> None:
         self.device = torch.device(device)
