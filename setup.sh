@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (Python >= 3.11) and install modelhost with the host's dependencies. Idempotent.
 #   ./setup.sh          the host, the client and the CLI
-#   ./setup.sh --test   also the test tools, and .venv-py310 (the client on Python 3.10) when a 3.10 exists
+#   ./setup.sh --test   also the test tools, .venv-py310 (the client, WebUI adapter and light UI on Python 3.10)
+#                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -57,9 +58,20 @@ if [ "${1:-}" = "--test" ]; then
   if [ -n "$py310" ]; then
     [ -x .venv-py310/bin/python ] || "$py310" -m venv .venv-py310
     # numpy 2.3+ needs Python 3.11: the last release line for 3.10 is 2.2
+    # The WebUI side: the client and webui_adapter with its `webui` extra (Gradio, soundfile), as in a
+    # TTS-WebUI environment; Gradio is also the HTTP reference in benchmarks/ipc.py (never in .venv).
     pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3" \
-      gradio==6.31.0 gradio_client==2.7.2  # Gradio: the HTTP reference in benchmarks/ipc.py (never in .venv)
+      gradio==6.31.0 gradio_client==2.7.2 soundfile==0.14.0
   else
-    echo "setup.sh: no Python 3.10 found; the client-on-3.10 test will be skipped" >&2
+    echo "setup.sh: no Python 3.10 found; the client-on-3.10 and light UI tests will be skipped" >&2
+  fi
+  # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver.
+  if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+      echo "setup.sh: no /usr/bin/chromium + chromedriver and not root: the browser test will be skipped" \
+           "(install them with: sudo apt-get install chromium chromium-driver)" >&2
+    fi
   fi
 fi

@@ -69,7 +69,7 @@ def build(fwd: Forwarder) -> gr.Blocks:
             with gr.Row(equal_height=False):
                 with gr.Column():
                     m_text = gr.Textbox(label="Prompt", lines=3, placeholder="lo-fi hip hop beat")
-                    m_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
+                    m_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, elem_id="musicgen-model")
                     m_melody = gr.Audio(label="Melody (optional, melody models)", type="numpy", sources=["upload"])
                     m_go = gr.Button("Generate", variant="primary", elem_id="musicgen-generate")
                 with gr.Column():
@@ -80,7 +80,7 @@ def build(fwd: Forwarder) -> gr.Blocks:
             with gr.Row(equal_height=False):
                 with gr.Column():
                     a_text = gr.Textbox(label="Prompt", lines=3, placeholder="dog barking in the rain")
-                    a_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True)
+                    a_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, elem_id="audiogen-model")
                     a_go = gr.Button("Generate", variant="primary", elem_id="audiogen-generate")
                 with gr.Column():
                     a_gen = _generation_controls()
@@ -88,7 +88,7 @@ def build(fwd: Forwarder) -> gr.Blocks:
         with gr.Tab("RVC"):
             with gr.Row(equal_height=False):
                 with gr.Column():
-                    r_model = gr.Dropdown(label="Voice", choices=[], allow_custom_value=True)
+                    r_model = gr.Dropdown(label="Voice", choices=[], allow_custom_value=True, elem_id="rvc-model")
                     r_index = gr.Dropdown(label="Index (the voice's own, from the host's catalog; empty: none)",
                                           choices=[""], value="", allow_custom_value=True)
                     r_key = gr.Textbox(label="Semitone shift", value="0")
