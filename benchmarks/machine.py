@@ -42,9 +42,11 @@ def line() -> str:
     return f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, Python {m['python']}"
 
 
-def parse_args(doc: str, argv: list[str] | None, default_reps: int) -> argparse.Namespace:
-    """--reps and --json, described by the benchmark's docstring."""
+def parse_args(doc: str, argv: list[str] | None, default_reps: int, sized: bool = False) -> argparse.Namespace:
+    """--reps and --json (and --size tiny|real where ``sized``), described by the benchmark's docstring."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if sized:
+        parser.add_argument("--size", choices=["tiny", "real"], default="real")
     parser.add_argument("--reps", type=int, default=default_reps)
     parser.add_argument("--json", help="write the figures to this file")
     return parser.parse_args(argv)

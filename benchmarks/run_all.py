@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # module -> (full arguments, quick arguments)
 SUITE = {
     "warm_start": (["--size", "real", "--reps", "3"], ["--size", "tiny", "--reps", "1"]),
+    "light_ui": (["--size", "real", "--reps", "3"], ["--size", "tiny", "--reps", "1"]),
     "ipc": (["--reps", "30"], ["--reps", "3"]),
     "clients": (["--reps", "40"], ["--reps", "3"]),
     "roundtrip": (["--reps", "200"], ["--reps", "5"]),

@@ -19,7 +19,6 @@ Usage: python -m benchmarks.warm_start [--size tiny|real] [--reps N] [--json OUT
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -154,11 +153,7 @@ def run(size: str, reps: int, cache: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=["tiny", "real"], default="real")
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--json", help="write the figures to this file")
-    args = parser.parse_args(argv)
+    args = machine.parse_args(__doc__, argv, default_reps=3, sized=True)
     from host.config import cache_dir
 
     report = run(args.size, args.reps, cache_dir() / "bench")

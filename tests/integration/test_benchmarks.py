@@ -77,3 +77,13 @@ def test_ipc_benchmark_smoke(tmp_path) -> None:
     for row in report["payloads"].values():
         assert row["host_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
         assert report["gradio_skipped"] or row["gradio_p50_ms"] > 0
+
+
+def test_light_ui_benchmark_smoke(tmp_path) -> None:
+    if not (ROOT / ".venv-py310" / "bin" / "python").exists():
+        import pytest
+
+        pytest.skip("no .venv-py310 (Gradio on Python 3.10): the README's test command creates it")
+    report = _run("light_ui", "--size", "tiny", "--reps", "1", tmp_path=tmp_path)
+    assert report["light_ui"]["total_s"] > report["light_ui"]["ui_ready_s"] > 0
+    assert report["in_process"]["total_s"] > 0 and report["ratio"] > 0
