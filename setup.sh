@@ -68,7 +68,8 @@ if [ "${1:-}" = "--test" ]; then
   # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver.
   if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+        echo "setup.sh: apt-get could not install chromium + chromium-driver: the browser test will be skipped" >&2
     else
       echo "setup.sh: no /usr/bin/chromium + chromedriver and not root: the browser test will be skipped" \
            "(install them with: sudo apt-get install chromium chromium-driver)" >&2
