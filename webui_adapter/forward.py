@@ -102,6 +102,8 @@ class Forwarder:
     def forward(self, kind: str, kw: Mapping[str, Any], progress: ProgressFn | None = None) -> Forwarded:
         """Run a ``kind`` ("musicgen" or "rvc") call with TTS-WebUI parameters ``kw`` on the host."""
         try:
+            # ps per call (a fraction of a millisecond beside a generation) so a catalog change or a
+            # restarted host is seen at once, with no cache to go stale
             model = routing.resolve(kind, kw.get(convert.MODEL_KEY[kind]), self.models(), self.settings.model_map)
             call = self._host_call(kind, kw, model)
             result = self.client.generate(model["name"], call.prompt, audio=call.audio, sample_rate=call.sample_rate,

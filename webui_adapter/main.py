@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from webui_adapter.forward import ForwardError, Forwarder, HostDownError, consol
 
 SNIPPET = Path(__file__).with_name("extensions.external.json")  # what a WebUI's extensions.external.json needs
 _FORWARDER: Forwarder | None = None
+_FORWARDER_LOCK = threading.Lock()
 
 
 def extension__tts_generation_webui() -> dict[str, str]:
@@ -58,9 +60,10 @@ def decorator_modelhost(fn: Callable[..., Any]) -> Callable[..., Any]:
 def forwarder() -> Forwarder:
     """This process's forwarder (settings read from the environment on first use)."""
     global _FORWARDER
-    if _FORWARDER is None:
-        _FORWARDER = Forwarder()
-    return _FORWARDER
+    with _FORWARDER_LOCK:  # the WebUI's first calls may arrive on several threads at once
+        if _FORWARDER is None:
+            _FORWARDER = Forwarder()
+        return _FORWARDER
 
 
 def _progress_for(progress: Any) -> Callable[[int, int], None]:
