@@ -16,7 +16,6 @@ voice's rate"), so a WebUI setting never fails only because it went through the 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -150,9 +149,11 @@ def read_audio(path: str | Path) -> tuple[int, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input audio {path} does not exist")
-    if "soundfile" in sys.modules or _importable("soundfile"):
+    try:
         import soundfile
-
+    except ImportError:
+        soundfile = None
+    if soundfile is not None:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         return int(rate), np.ascontiguousarray(data.T)
     from client.wavfile import read_wav
@@ -186,9 +187,3 @@ def _number(kw: Mapping[str, Any], key: str, default: float) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise InputError(f"{key} must be a number, got {value!r}") from None
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None

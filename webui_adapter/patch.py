@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from webui_adapter import convert
 from webui_adapter.forward import Forwarder, console_progress
 
 MUSICGEN_MODULE = "src.musicgen.musicgen_tab"
@@ -83,9 +84,8 @@ def forwarding_run_rvc(fwd: Forwarder) -> Callable[..., Any]:
 
     def run_rvc(f0up_key: str, original_audio_path: str, index_path: str, f0method: str, model_path: str,
                 index_rate: float, filter_radius: int, resample_sr: int, rms_mix_rate: float, protect: float):
-        kw = {"pitch_up_key": f0up_key, "original_audio_path": original_audio_path, "index_path": index_path,
-              "pitch_collection_method": f0method, "model_path": model_path, "index_rate": index_rate,
-              "filter_radius": filter_radius, "resample_sr": resample_sr, "rms_mix_rate": rms_mix_rate, "protect": protect}
+        kw = convert.call_kwargs("rvc", (f0up_key, original_audio_path, index_path, f0method, model_path, index_rate,
+                                          filter_radius, resample_sr, rms_mix_rate, protect), {})  # same order, older names
         done = fwd.forward("rvc", kw)
         metadata = {k: v for k, v in kw.items() if k != "pitch_collection_method"}
         metadata.update(f0up_key=f0up_key, f0method=f0method, host_model=done.model)

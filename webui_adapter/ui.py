@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from webui_adapter import routing
+from webui_adapter import convert, routing
 from webui_adapter.forward import ForwardError, Forwarded, Forwarder, HostDownError
 
 PITCH_METHODS = ["harvest", "pm", "crepe", "rmvpe"]
@@ -44,18 +44,17 @@ def build(fwd: Forwarder) -> gr.Blocks:
 
     def rvc(pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
             filter_radius, resample_sr, rms_mix_rate, protect, progress=gr.Progress()):
-        return run("rvc", {"pitch_up_key": pitch_up_key, "original_audio_path": original_audio_path,
-                           "index_path": index_path, "pitch_collection_method": pitch_collection_method,
-                           "model_path": model_path, "index_rate": index_rate, "filter_radius": filter_radius,
-                           "resample_sr": resample_sr, "rms_mix_rate": rms_mix_rate, "protect": protect}, progress)
+        args = (pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
+                filter_radius, resample_sr, rms_mix_rate, protect)
+        return run("rvc", convert.call_kwargs("rvc", args, {}), progress)
 
     def refresh():
         try:
             models = fwd.models()
         except HostDownError as exc:
             return (f"**Host down.** {exc}", *[gr.Dropdown() for _ in range(4)])
-        music = [m for m in routing.choices("musicgen", models) if _backend(models, m) == "musicgen"]
-        sound = [m for m in routing.choices("musicgen", models) if _backend(models, m) == "audiogen"]
+        music = [m["name"] for m in models if m.get("backend") == "musicgen"]
+        sound = [m["name"] for m in models if m.get("backend") == "audiogen"]
         voices = routing.choices("rvc", models)
         return (_table(models), _dropdown(music), _dropdown(sound), _dropdown(voices),
                 gr.Dropdown(choices=["", *_indexes(models)]))
@@ -144,10 +143,6 @@ def _metadata(kind: str, kw: dict[str, Any], done: Forwarded) -> dict[str, Any]:
     return {"_type": kind, **shown, "host_model": done.model, "host_params": done.params, **done.info,
             "timings_ms": {k.removesuffix("_ns"): round(v / 1e6, 2) for k, v in done.timings_ns.items()},
             "notes": done.notes}
-
-
-def _backend(models: list[dict[str, Any]], name: str) -> str:
-    return next(m["backend"] for m in models if m["name"] == name)
 
 
 def _indexes(models: list[dict[str, Any]]) -> list[str]:
