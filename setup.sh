@@ -47,7 +47,7 @@ except OSError as exc:
         os.replace(so, so + ".cuda-only")
     print("setup.sh: CPU torch: torchaudio's CUDA extension set aside (pure-Python torchaudio)", file=sys.stderr)
 PY
-.venv/bin/python -c "import client, host.daemon, torchaudio, audiocraft.models, fairseq, rvc_python.modules.vc.pipeline" \
+.venv/bin/python -c "import modelhost.client, modelhost.host.daemon, torchaudio, audiocraft.models, fairseq, rvc_python.modules.vc.pipeline" \
   2> >(grep -vE "Warning|warn|^ *$" >&2)  # fails loudly if the install is broken
 
 if [ "${1:-}" = "--test" ]; then
@@ -62,6 +62,8 @@ if [ "${1:-}" = "--test" ]; then
     # TTS-WebUI environment; Gradio is also the HTTP reference in benchmarks/ipc.py (never in .venv).
     pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3" \
       gradio==6.31.0 gradio_client==2.7.2 soundfile==0.14.0
+    # modelhost itself (the client and the adapter), editable, as a WebUI environment would have it
+    pip_quiet .venv-py310/bin/python -m pip install --no-deps -e .
   else
     echo "setup.sh: no Python 3.10 found; the client-on-3.10 and light UI tests will be skipped" >&2
   fi

@@ -21,7 +21,7 @@ RVC_PARAMS = {"f0_method": "pm"}
 
 
 def _files(root: Path) -> dict[str, Path]:
-    from host import weights
+    from modelhost.host import weights
 
     return {
         "musicgen": weights.write_audiocraft(root / "musicgen", "musicgen"),
@@ -50,8 +50,8 @@ def _catalog(f: dict[str, Path]) -> str:
 
 
 def _in_process(f: dict[str, Path], voice_input: np.ndarray, reps: int) -> dict[str, list[int]]:
-    from host.backends import GenerateRequest, RunContext, create_backend
-    from host.config import ModelSpec
+    from modelhost.host.backends import GenerateRequest, RunContext, create_backend
+    from modelhost.host.config import ModelSpec
 
     ctx = RunContext.detached()
     musicgen = create_backend(ModelSpec("musicgen", "musicgen", options={"checkpoint": str(f["musicgen"])}))
@@ -65,8 +65,8 @@ def _in_process(f: dict[str, Path], voice_input: np.ndarray, reps: int) -> dict[
 
 
 def run(reps: int) -> dict:
-    from client import Client
-    from host.launch import short_tmp, start_host
+    from modelhost.client import Client
+    from modelhost.host.launch import short_tmp, start_host
 
     root = short_tmp("mh-bench-")
     f = _files(root)

@@ -19,7 +19,7 @@ from benchmarks.timing import pct_ms
 
 CLIENT = """
 import json, sys, time
-from client import Client
+from modelhost.client import Client
 address, reps = sys.argv[1], int(sys.argv[2])
 with Client(address) as c:
     c.health()
@@ -46,7 +46,7 @@ def _rss_bytes(pid: int) -> int:
 
 
 def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
-    from host.launch import ROOT
+    from modelhost.host.launch import ROOT
 
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT, address, str(reps)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(n)]
@@ -73,7 +73,7 @@ def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
 
 
 def run(reps: int) -> dict:
-    from host.launch import start_host
+    from modelhost.host.launch import start_host
 
     host = start_host('preload = ["bench"]\n[models.bench]\nbackend = "synth"\nwidth = 256\nchannels = 2\n')
     try:

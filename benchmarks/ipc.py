@@ -84,7 +84,7 @@ class GradioEcho:
         return None
 
     def call(self, audio: np.ndarray | None, reps: int) -> list[int]:
-        from client.wavfile import write_wav
+        from modelhost.client.wavfile import write_wav
 
         with tempfile.TemporaryDirectory() as tmp:
             wav = write_wav(Path(tmp) / "in.wav", audio if audio is not None else np.zeros((1, 0), np.float32), 44100)
@@ -101,10 +101,10 @@ class GradioEcho:
 
 
 def run(reps: int) -> dict:
-    from client import Client
-    from host.backends import GenerateRequest, RunContext, create_backend
-    from host.config import ModelSpec
-    from host.launch import start_host
+    from modelhost.client import Client
+    from modelhost.host.backends import GenerateRequest, RunContext, create_backend
+    from modelhost.host.config import ModelSpec
+    from modelhost.host.launch import start_host
 
     backend = create_backend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")

@@ -58,8 +58,8 @@ def light_ui_first_audio(host_address: str) -> dict[str, float]:
 
 
 def run(size: str, reps: int) -> dict:
-    from host.config import cache_dir
-    from host.launch import short_tmp, start_host
+    from modelhost.host.config import cache_dir
+    from modelhost.host.launch import short_tmp, start_host
 
     files = warm_start.build(size, cache_dir() / "bench")
     host = start_host(f"""

@@ -26,9 +26,9 @@ def _catalog() -> str:
 
 
 def _in_process(duration_s: float, reps: int) -> list[int]:
-    from host.backends import GenerateRequest, RunContext
-    from host.backends.synth import SynthBackend
-    from host.config import ModelSpec
+    from modelhost.host.backends import GenerateRequest, RunContext
+    from modelhost.host.backends.synth import SynthBackend
+    from modelhost.host.config import ModelSpec
 
     backend = SynthBackend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")
@@ -37,8 +37,8 @@ def _in_process(duration_s: float, reps: int) -> list[int]:
 
 
 def run(reps: int) -> dict:
-    from client import Client
-    from host.launch import start_host
+    from modelhost.client import Client
+    from modelhost.host.launch import start_host
 
     host = start_host(_catalog())
     results: dict[str, dict] = {}

@@ -49,9 +49,9 @@ print(json.dumps({"imported": t1, "loaded": t2, "audio": t3, "import_s": t1 - t0
 import time, json, sys
 t0 = time.time()
 import numpy as np, torch
-from host.backends import GenerateRequest, RunContext
-from host.backends.rvc import RvcBackend
-from host.config import ModelSpec
+from modelhost.host.backends import GenerateRequest, RunContext
+from modelhost.host.backends.rvc import RvcBackend
+from modelhost.host.config import ModelSpec
 import rvc_python.modules.vc.modules, fairseq
 t1 = time.time()
 voice = RvcBackend(ModelSpec("v", "rvc", options={"model": sys.argv[1], "hubert": sys.argv[2]}))
@@ -68,7 +68,7 @@ THROUGH_HOST = """
 import time, json, sys
 t0 = time.time()
 import numpy as np
-from client import Client
+from modelhost.client import Client
 t1 = time.time()
 with Client(sys.argv[1]) as c:
     t2 = time.time()
@@ -84,7 +84,7 @@ print(json.dumps({"imported": t1, "loaded": t2, "audio": t3, "import_s": t1 - t0
 
 def build(size: str, cache: Path) -> dict[str, Path]:
     """The checkpoints for ``size``, written once into ``cache``."""
-    from host import weights
+    from modelhost.host import weights
 
     folder = cache / size
     files = {"musicgen": folder / "musicgen", "voice": folder / "voice.pth", "hubert": folder / "hubert_base.pt"}
@@ -119,7 +119,7 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def run(size: str, reps: int, cache: Path) -> dict:
-    from host.launch import short_tmp, start_host
+    from modelhost.host.launch import short_tmp, start_host
 
     files = build(size, cache)
     host = start_host(f"""
@@ -154,7 +154,7 @@ def run(size: str, reps: int, cache: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = machine.parse_args(__doc__, argv, default_reps=3, sized=True)
-    from host.config import cache_dir
+    from modelhost.host.config import cache_dir
 
     report = run(args.size, args.reps, cache_dir() / "bench")
     print(machine.line())

@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from benchmarks import machine
-from client import wire
+from modelhost.client import wire
 
 SIZES = [1024, 4096, 8192, 16384, 32768, 65536, 262144, 1048576, 4194304]
 

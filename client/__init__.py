@@ -2,15 +2,15 @@
 
 Light by design (pyzmq, msgpack, numpy; never torch), so every WebUI process can import it::
 
-    from client import Client
+    from modelhost.client import Client
     with Client() as c:
         result = c.generate("synth", "a calm sine", params={"duration_s": 2.0})
         result.audio, result.sample_rate
 """
 
-from client.aio import AsyncClient
-from client.calls import GenerateResult
-from client.errors import (
+from modelhost.client.aio import AsyncClient
+from modelhost.client.calls import GenerateResult
+from modelhost.client.errors import (
     BadParamsError,
     CancelledError,
     DeadlineExceededError,
@@ -21,7 +21,7 @@ from client.errors import (
     RequestError,
     UnknownModelError,
 )
-from client.sync import Client, GenerateJob
+from modelhost.client.sync import Client, GenerateJob
 
 __all__ = [
     "AsyncClient", "BadParamsError", "CancelledError", "Client", "DeadlineExceededError", "GenerateJob",

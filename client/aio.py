@@ -12,11 +12,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from client import calls, wire
-from client.address import default_address, default_token
-from client.calls import GenerateResult, ProgressFn
-from client.connection import Connection
-from client.errors import InternalError
+from modelhost.client import calls, wire
+from modelhost.client.address import default_address, default_token
+from modelhost.client.calls import GenerateResult, ProgressFn
+from modelhost.client.connection import Connection
+from modelhost.client.errors import InternalError
 
 
 class AsyncClient:

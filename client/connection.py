@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 import zmq
 
-from client import wire
-from client.address import parse_address
-from client.errors import (
+from modelhost.client import wire
+from modelhost.client.address import parse_address
+from modelhost.client.errors import (
     DeadlineExceededError,
     HostDeadError,
     HostUnavailableError,

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-from client.errors import (
+from modelhost.client.errors import (
     BadRequestError,
     ModelhostError,
     RequestError,

@@ -1,5 +1,5 @@
-"""`python -m host ...` is `modelhost ...`."""
+"""`python -m modelhost.host ...` is `modelhost ...`."""
 
-from host.cli import main
+from modelhost.host.cli import main
 
 raise SystemExit(main())

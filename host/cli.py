@@ -69,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "doctor":
-        from host import doctor
+        from modelhost.host import doctor
 
         return EXIT_FAILED if doctor.run() else EXIT_OK
-    from client.errors import HostUnavailableError, RequestError
+    from modelhost.client.errors import HostUnavailableError, RequestError
 
     try:
         return _COMMANDS[args.command](args)
@@ -105,9 +105,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.log_level != "DEBUG":  # the model libraries log at INFO on every request; keep the host's own lines
         for name in _CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
-    from client.address import default_address, parse_address
-    from host.config import ConfigError, load_config
-    from host.server import AddressInUseError, ensure_address_free
+    from modelhost.client.address import default_address, parse_address
+    from modelhost.host.config import ConfigError, load_config
+    from modelhost.host.server import AddressInUseError, ensure_address_free
 
     try:
         try:
@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
         ensure_address_free(early)  # before the catalog: a second host is refused at once
         config = load_config(args.config, address=args.address)
-        from host.daemon import serve
+        from modelhost.host.daemon import serve
 
         return serve(config)
     except (ConfigError, AddressInUseError) as exc:
@@ -128,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace):
-    from client import Client
+    from modelhost.client import Client
 
     return Client(args.address)
 
@@ -203,7 +203,7 @@ def _unload(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from client.wavfile import read_wav, write_wav
+    from modelhost.client.wavfile import read_wav, write_wav
 
     params = dict(_parse_param(p) for p in args.param)
     audio = sample_rate = None

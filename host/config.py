@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from client import wire
-from client.address import Address, default_address, default_token, parse_address
+from modelhost.client import wire
+from modelhost.client.address import Address, default_address, default_token, parse_address
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 
@@ -125,7 +125,7 @@ def load_config(path: str | None = None, *, address: str | None = None) -> HostC
             raise ConfigError(f"cannot read the catalog {path}: {exc.strerror}") from None
         source = path
     else:
-        from host.defaults import default_catalog
+        from modelhost.host.defaults import default_catalog
 
         raw, notes = default_catalog(cache_dir(), os.environ.get("AUDIOCRAFT_CACHE_DIR"))
         return replace(parse_config(raw, address=address, source="built-in default catalog"), notes=tuple(notes))
@@ -201,7 +201,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
 
 
 def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
-    from host.backends import BACKENDS, is_backend_name  # names only; no backend module is imported here
+    from modelhost.host.backends import BACKENDS, is_backend_name  # names only; no backend module is imported here
 
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: models must be tables like [models.NAME]")

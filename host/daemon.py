@@ -16,9 +16,9 @@ import signal
 import time
 from typing import Callable
 
-from host.config import HostConfig
-from host.engine import Engine
-from host.server import Server
+from modelhost.host.config import HostConfig
+from modelhost.host.engine import Engine
+from modelhost.host.server import Server
 
 log = logging.getLogger("modelhost.daemon")
 

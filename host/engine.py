@@ -13,13 +13,13 @@ import threading
 import time
 from typing import Any
 
-from client import wire
-from host import __version__, devices, residency
-from client.errors import BadRequestError, OutOfMemoryError, UnknownModelError
-from host.backends import create_backend
-from host.config import HostConfig
-from host.scheduler import Job, Scheduler
-from host.worker import LOADING, READY, WARM, ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
+from modelhost.client import wire
+from modelhost.host import __version__, devices, residency
+from modelhost.client.errors import BadRequestError, OutOfMemoryError, UnknownModelError
+from modelhost.host.backends import create_backend
+from modelhost.host.config import HostConfig
+from modelhost.host.scheduler import Job, Scheduler
+from modelhost.host.worker import LOADING, READY, WARM, ModelSlot, ModelWorker, Reply, cancelled_error, shutdown_error
 
 log = logging.getLogger("modelhost.engine")
 

@@ -48,7 +48,7 @@ def short_tmp(prefix: str = "mh-") -> Path:
 
 def start_host(catalog: str, *, folder: Path | None = None, address: str | None = None,
                env: dict[str, str] | None = None, wait_ready: bool = True, timeout_s: float = 120.0) -> HostProcess:
-    """Run `python -m host serve` on ``catalog`` (TOML text) in ``folder``; wait until it is ready."""
+    """Run `python -m modelhost.host serve` on ``catalog`` (TOML text) in ``folder``; wait until it is ready."""
     folder = folder or short_tmp()
     config = folder / "catalog.toml"
     config.write_text(textwrap.dedent(catalog))
@@ -57,7 +57,7 @@ def start_host(catalog: str, *, folder: Path | None = None, address: str | None 
     log_path = folder / "host.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host", "serve", "--config", str(config), "--address", address],
+            [sys.executable, "-m", "modelhost.host", "serve", "--config", str(config), "--address", address],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     host = HostProcess(proc=proc, address=address, socket_path=socket_path, log_path=log_path)
@@ -68,7 +68,7 @@ def start_host(catalog: str, *, folder: Path | None = None, address: str | None 
 
 def wait_until_ready(host: HostProcess, timeout_s: float = 120.0, token: str | None = None) -> dict:
     """Poll ``health`` until the host says ready; raise with its log if it exits or takes too long."""
-    from client import Client, HostUnavailableError
+    from modelhost.client import Client, HostUnavailableError
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

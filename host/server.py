@@ -25,11 +25,11 @@ from typing import Any
 
 import zmq
 
-from client import wire
-from client.address import Address, runtime_dir
-from client.errors import BadRequestError, RequestError, UnauthorizedError
-from host.config import HostConfig
-from host.engine import Engine
+from modelhost.client import wire
+from modelhost.client.address import Address, runtime_dir
+from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
+from modelhost.host.config import HostConfig
+from modelhost.host.engine import Engine
 
 log = logging.getLogger("modelhost.server")
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from client.errors import (
+from modelhost.client.errors import (
     BackendError,
     CancelledError,
     DeadlineExceededError,
@@ -23,13 +23,13 @@ from client.errors import (
     RequestError,
     ShuttingDownError,
 )
-from host import devices, residency
-from host.backends import Backend, GenerateRequest, RunContext
-from host.config import ModelSpec
-from host.scheduler import Job, Scheduler
+from modelhost.host import devices, residency
+from modelhost.host.backends import Backend, GenerateRequest, RunContext
+from modelhost.host.config import ModelSpec
+from modelhost.host.scheduler import Job, Scheduler
 
 if TYPE_CHECKING:
-    from host.engine import MemoryManager
+    from modelhost.host.engine import MemoryManager
 
 log = logging.getLogger("modelhost.worker")
 

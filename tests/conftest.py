@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
-from host.launch import ROOT, HostProcess, short_tmp, start_host, wait_until_ready  # noqa: F401 (re-exported for tests)
+from modelhost.host.launch import ROOT, HostProcess, short_tmp, start_host, wait_until_ready  # noqa: F401 (re-exported for tests)
 
 # A model that computes ~0.1 s per second of audio here: duration_s sets how long it runs.
 SLOW_MODEL = 'backend = "synth"\nwidth = 512\ndepth = 4\nhop = 32'
@@ -36,7 +36,7 @@ def checkpoint_dir() -> Path:
 @pytest.fixture(scope="session")
 def synth_checkpoint(checkpoint_dir: Path) -> Path:
     """A real synth checkpoint file, written through the backend's own save path."""
-    from host.backends.synth import save_checkpoint
+    from modelhost.host.backends.synth import save_checkpoint
 
     return save_checkpoint(checkpoint_dir / "synth.pt", {"width": 96, "depth": 2, "hop": 320}, init_seed=11)
 
@@ -74,7 +74,7 @@ def host(synth_checkpoint: Path):
 @pytest.fixture(scope="session")
 def model_files() -> dict[str, Path]:
     """Checkpoints written once per session through host.weights (the libraries' own classes)."""
-    from host import weights
+    from modelhost.host import weights
 
     root = short_tmp("mh-models-")
     voices = root / "voices"

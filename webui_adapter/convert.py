@@ -156,7 +156,7 @@ def read_audio(path: str | Path) -> tuple[int, np.ndarray]:
     if soundfile is not None:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         return int(rate), np.ascontiguousarray(data.T)
-    from client.wavfile import read_wav
+    from modelhost.client.wavfile import read_wav
 
     try:
         data, rate = read_wav(path)

@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from client import Client, HostUnavailableError, RequestError
-from client.address import default_address
+from modelhost.client import Client, HostUnavailableError, RequestError
+from modelhost.client.address import default_address
 from webui_adapter import convert, routing
 
 ProgressFn = Callable[[int, int], None]

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from client.errors import BadParamsError, CancelledError, DeadlineExceededError
+from modelhost.client.errors import BadParamsError, CancelledError, DeadlineExceededError
 
 if TYPE_CHECKING:
-    from host.config import ModelSpec
+    from modelhost.host.config import ModelSpec
 
 # name -> "module:Class"; imported on first use, so adding a family is one line here.
 BACKENDS: dict[str, str] = {
-    "synth": "host.backends.synth:SynthBackend",
-    "musicgen": "host.backends.musicgen:MusicGenBackend",
-    "audiogen": "host.backends.musicgen:AudioGenBackend",
-    "rvc": "host.backends.rvc:RvcBackend",
+    "synth": "modelhost.host.backends.synth:SynthBackend",
+    "musicgen": "modelhost.host.backends.musicgen:MusicGenBackend",
+    "audiogen": "modelhost.host.backends.musicgen:AudioGenBackend",
+    "rvc": "modelhost.host.backends.rvc:RvcBackend",
 }
 
 

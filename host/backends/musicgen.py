@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
-from host.backends.rng import GLOBAL_RNG, parse_seed
-from host.config import ModelSpec
-from host.devices import module_bytes, offload_module, restore_module
+from modelhost.client.errors import BadParamsError, LoadFailedError
+from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
+from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
+from modelhost.host.config import ModelSpec
+from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 _OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle"}
 _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from client.errors import BadParamsError
+from modelhost.client.errors import BadParamsError
 
 
 class GlobalRng:

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
-from host.backends.rng import GLOBAL_RNG
-from host.backends.shared import SHARED
-from host.config import ModelSpec
-from host.devices import module_bytes
+from modelhost.client.errors import BadParamsError, LoadFailedError
+from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
+from modelhost.host.backends.rng import GLOBAL_RNG
+from modelhost.host.backends.shared import SHARED
+from modelhost.host.config import ModelSpec
+from modelhost.host.devices import module_bytes
 
 _OPTIONS = {"model", "index", "hubert", "rmvpe", "half"}
 F0_METHODS = ("pm", "harvest", "crepe", "rmvpe")

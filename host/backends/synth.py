@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from client.errors import BadParamsError, LoadFailedError
-from host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
-from host.config import ModelSpec
-from host.devices import module_bytes, offload_module, restore_module
+from modelhost.client.errors import BadParamsError, LoadFailedError
+from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
+from modelhost.host.config import ModelSpec
+from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 FORMAT = "modelhost-synth-v1"
 VOCAB = 256

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client
-from client.wavfile import read_wav, write_wav
+from modelhost.client import Client
+from modelhost.client.wavfile import read_wav, write_wav
 from tests.conftest import ROOT
 
 PY310 = ROOT / ".venv-py310" / "bin" / "python"

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Client
-from client import errors as E
+from modelhost.client import Client
+from modelhost.client import errors as E
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from host.launch import ROOT
+from modelhost.host.launch import ROOT
 
 
 def _run(module: str, *args: str, tmp_path) -> dict:

@@ -11,7 +11,7 @@ import wave
 import numpy as np
 import pytest
 
-from client.wavfile import read_wav, write_wav
+from modelhost.client.wavfile import read_wav, write_wav
 from tests.conftest import ROOT
 
 SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "pin", "unpin", "generate", "doctor"]
@@ -21,7 +21,7 @@ def modelhost(*args: str, address: str | None = None, timeout: float = 60) -> su
     env = {**os.environ}
     if address:
         env["MODELHOST_ADDRESS"] = address
-    return subprocess.run([sys.executable, "-m", "host", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-m", "modelhost.host", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_generate_writes_a_wav_with_a_progress_bar(host, tmp_path) -> None:

@@ -15,7 +15,7 @@ PY310 = ROOT / ".venv-py310" / "bin" / "python"
 
 
 def test_import_client_does_not_import_torch() -> None:
-    code = "import sys, client, client.wavfile, client.aio; import host.cli; print(sorted(m for m in ('torch', 'host.daemon') if m in sys.modules))"
+    code = "import sys, modelhost.client, modelhost.client.wavfile, modelhost.client.aio; import modelhost.host.cli; print(sorted(m for m in ('torch', 'modelhost.host.daemon') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -26,7 +26,7 @@ def test_client_works_on_python_3_10_against_the_host(host) -> None:
     code = textwrap.dedent(f"""
         import asyncio, sys
         assert sys.version_info[:2] == (3, 10), sys.version
-        from client import AsyncClient, Client
+        from modelhost.client import AsyncClient, Client
         with Client({host.address!r}) as c:
             r = c.generate("synth", "hi", params={{"duration_s": 0.25, "seed": 9}})
             print(r.audio.shape, r.sample_rate, "torch" in sys.modules)

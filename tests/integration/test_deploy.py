@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from host.cli import build_parser
-from host.config import load_config
-from host.launch import ROOT
+from modelhost.host.cli import build_parser
+from modelhost.host.config import load_config
+from modelhost.host.launch import ROOT
 
 UNITS = {"modelhost.service": "/opt/modelhost/.venv/bin/modelhost", "modelhost-user.service": "%h/modelhost/.venv/bin/modelhost"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from client import Client
-from host.launch import start_host
+from modelhost.client import Client
+from modelhost.host.launch import start_host
 
 pytestmark = pytest.mark.gpu
 

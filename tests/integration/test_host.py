@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import zmq
 
-from client import AsyncClient, Client
-from client import errors as E
+from modelhost.client import AsyncClient, Client
+from modelhost.client import errors as E
 
 
 class SyncCaller:

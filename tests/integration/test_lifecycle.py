@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from client import Client
-from client import errors as E
+from modelhost.client import Client
+from modelhost.client import errors as E
 from tests.conftest import ROOT, SLOW_MODEL, start_host
 
 CATALOG = f"""
@@ -71,7 +71,7 @@ def test_kill_9_of_the_host_raises_host_dead_within_the_liveness_window(own_host
 def test_a_vanished_client_has_its_request_cancelled(own_host) -> None:
     script = textwrap.dedent(f"""
         import sys
-        from client import Client
+        from modelhost.client import Client
         c = Client({own_host.address!r})
         job = c.submit("slow", params={{"duration_s": 300.0}}, progress=lambda s, t: (print("started", flush=True)))
         job.result()
@@ -131,7 +131,7 @@ def test_a_job_past_the_drain_timeout_is_cancelled_with_a_reply(tmp_path) -> Non
 
 
 def test_a_second_host_on_a_live_address_is_refused(own_host) -> None:
-    second = subprocess.run([sys.executable, "-m", "host", "serve", "--address", own_host.address],
+    second = subprocess.run([sys.executable, "-m", "modelhost.host", "serve", "--address", own_host.address],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert second.returncode == 2
     assert "already serving" in second.stderr
@@ -157,7 +157,7 @@ def test_tcp_on_loopback_needs_the_token() -> None:
                 c.health()
     finally:
         h.stop()
-    refused = subprocess.run([sys.executable, "-m", "host", "serve", "--address", address], cwd=ROOT, capture_output=True,
+    refused = subprocess.run([sys.executable, "-m", "modelhost.host", "serve", "--address", address], cwd=ROOT, capture_output=True,
                              text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "MODELHOST_TOKEN"})
     assert refused.returncode == 2 and "needs a token" in refused.stderr
 

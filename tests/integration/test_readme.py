@@ -10,8 +10,8 @@ import subprocess
 import time
 import wave
 
-from client import Client
-from host.launch import ROOT, short_tmp
+from modelhost.client import Client
+from modelhost.host.launch import ROOT, short_tmp
 
 README = (ROOT / "README.md").read_text()
 

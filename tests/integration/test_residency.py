@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from client import Client
-from client import errors as E
-from host.launch import start_host
-from host.backends.synth import parameter_count
+from modelhost.client import Client
+from modelhost.client import errors as E
+from modelhost.host.launch import start_host
+from modelhost.host.backends.synth import parameter_count
 
 MIB = 2**20
 # width 512, depth 4 -> ~1.2M parameters -> 4.8 MB of float32 weights each

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from client import Client
-from client.wavfile import write_wav
+from modelhost.client import Client
+from modelhost.client.wavfile import write_wav
 from tests.conftest import ROOT
 
 PY310 = ROOT / ".venv-py310" / "bin" / "python"

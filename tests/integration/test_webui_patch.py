@@ -16,8 +16,8 @@ import textwrap
 
 import numpy as np
 
-from client import Client
-from client.wavfile import write_wav
+from modelhost.client import Client
+from modelhost.client.wavfile import write_wav
 from tests.conftest import ROOT
 
 MUSICGEN_TAB = '''

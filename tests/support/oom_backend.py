@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from host.backends.synth import SynthBackend
-from host.config import ModelSpec
+from modelhost.host.backends.synth import SynthBackend
+from modelhost.host.config import ModelSpec
 
 
 class OomBackend(SynthBackend):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client.address import parse_address
-from host.config import ConfigError, parse_config
+from modelhost.client.address import parse_address
+from modelhost.host.config import ConfigError, parse_config
 
 
 def test_a_voice_folder_expands_to_one_model_per_voice_with_its_index(tmp_path) -> None:
@@ -63,7 +63,7 @@ def test_addresses_that_are_refused(url: str) -> None:
 
 
 def test_backend_options_are_checked_before_start() -> None:
-    from host.backends import create_backend
+    from modelhost.host.backends import create_backend
 
     config = parse_config({"models": {"s": {"backend": "synth", "widht": 3}}}, address="ipc:///tmp/x/h.sock")
     with pytest.raises(ValueError, match="unknown synth options"):
@@ -71,9 +71,9 @@ def test_backend_options_are_checked_before_start() -> None:
 
 
 def test_the_24gb_example_catalog_is_valid() -> None:
-    from host.backends import create_backend
-    from host.config import load_config
-    from host.launch import ROOT
+    from modelhost.host.backends import create_backend
+    from modelhost.host.config import load_config
+    from modelhost.host.launch import ROOT
 
     config = load_config(str(ROOT / "examples" / "catalog-24gb.toml"), address="ipc:///tmp/x/host.sock")
     assert config.preload == ("musicgen-large", "audiogen", "voice-a", "voice-b")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host.residency import GIB, NoRoom, Resident, Usage, eviction_order, idle_expired, keep_until, plan
+from modelhost.host.residency import GIB, NoRoom, Resident, Usage, eviction_order, idle_expired, keep_until, plan
 
 
 def res(name: str, gib: float, *, reload_s: float = 10.0, uses: float = 0.0, last: float = 0.0, pinned: bool = False,
@@ -101,7 +101,7 @@ def test_plan_properties(residents, need_gib, budget_gib) -> None:
 
 
 def test_an_evicted_gpu_model_goes_to_the_warm_tier_when_it_fits_there() -> None:
-    from host.residency import demote
+    from modelhost.host.residency import demote
 
     victim = res("musicgen", 6)
     assert demote(victim, True, 16 * GIB, [res("old", 8)], NOW) == []  # fits beside what is warm

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host.scheduler import FINISHED, QUEUED, REMOVED, RUNNING, Job, Scheduler
+from modelhost.host.scheduler import FINISHED, QUEUED, REMOVED, RUNNING, Job, Scheduler
 
 
 def job(peer: bytes = b"a", rid: int = 1, model: str = "m", deadline: float = 100.0) -> Job:

@@ -75,7 +75,7 @@ def test_musicgen_parameters_follow_the_webui_and_fit_the_host() -> None:
 
 
 def test_rvc_parameters_follow_the_webui(tmp_path) -> None:
-    from client.wavfile import write_wav
+    from modelhost.client.wavfile import write_wav
 
     wav = write_wav(tmp_path / "in.wav", np.zeros((2, 4410), np.float32), 44100)
     kw = {"pitch_up_key": " -5 ", "original_audio_path": str(wav), "index_path": "added_bob", "pitch_collection_method": "pm",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client import wire
-from client.errors import RequestError
+from modelhost.client import wire
+from modelhost.client.errors import RequestError
 
 SMALL = wire.Limits(max_message_bytes=1 << 20, max_frames=8, inline_max_bytes=1024)
 
