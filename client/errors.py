@@ -58,6 +58,12 @@ class UnknownKindError(RequestError):
     code = "unknown_kind"
 
 
+class DuplicateIdError(RequestError):
+    """The request reused the id of one of the same client's requests that has not finished."""
+
+    code = "duplicate_id"
+
+
 class UnauthorizedError(RequestError):
     """A TCP host requires a token and the request carried none or a wrong one."""
 
@@ -95,7 +101,7 @@ class OutOfMemoryError(RequestError):
 
 
 class CancelledError(RequestError):
-    """The request was cancelled (by the caller, or by a host shutdown)."""
+    """The request was cancelled (by the caller, or because its client stopped answering)."""
 
     code = "cancelled"
 
@@ -107,7 +113,7 @@ class DeadlineExceededError(RequestError):
 
 
 class ShuttingDownError(RequestError):
-    """The host is draining for shutdown and takes no new work."""
+    """The host is shutting down: it takes no new work, and work it could not finish ends with this."""
 
     code = "shutting_down"
 
@@ -137,7 +143,7 @@ class ProtocolError(ModelhostError):
 _BY_CODE: dict[str, type[RequestError]] = {
     cls.code: cls
     for cls in (
-        BadRequestError, TooLargeError, VersionMismatchError, UnknownKindError, UnauthorizedError,
+        BadRequestError, TooLargeError, VersionMismatchError, UnknownKindError, DuplicateIdError, UnauthorizedError,
         UnknownModelError, BadParamsError, LoadFailedError, BackendError, OutOfMemoryError,
         CancelledError, DeadlineExceededError, ShuttingDownError, InternalError,
     )

@@ -16,16 +16,22 @@ backend can offload and the tier can hold it, making room there by the same rule
 otherwise it is unloaded. A request for a warm model swaps it back in. On a CPU-only machine there
 is no warm tier: models are resident or unloaded.
 
+Weights shared by several models (RVC voices on one device share one HuBERT) are counted once:
+a ``Resident`` has its own ``bytes`` plus ``shared`` ``key -> bytes``; a load needs only the shared
+weights not already resident, and evicting a model frees a shared weight only with its last holder.
+
 ``plan`` picks the fewest victims in that order until the new model fits the device's budget; if
 it cannot fit even after every evictable model, it raises ``NoRoom`` naming what is pinned or busy
 and how many bytes are missing. ``idle_expired`` lists models whose keep-alive passed while idle.
-Callers hold the engine's lock and pass ``now`` (monotonic seconds).
+Only the host's core loop calls these, passing ``now`` (monotonic seconds).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Hashable
 
 GIB = 2**30
 DEFAULT_HALF_LIFE_S = 600.0
@@ -49,21 +55,36 @@ class Usage:
 
 @dataclass
 class Resident:
-    """What the policy knows of one loaded model."""
+    """What the policy knows of one loaded (or loading) model."""
 
     name: str
     device: str
-    bytes: int
+    bytes: int  # its own; shared weights are in ``shared``
     reload_s: float
     last_used_s: float
     usage: Usage = field(default_factory=Usage)
     pinned: bool = False
     busy: bool = False
     keep_until_s: float = 0.0  # math.inf: keep forever (still evictable under pressure unless pinned)
+    shared: dict[Hashable, int] = field(default_factory=dict)
 
     def keep_value(self, now_s: float) -> float:
-        size_gib = max(self.bytes, 1) / GIB
+        size_gib = max(self.bytes + sum(self.shared.values()), 1) / GIB
         return (self.reload_s + 1.0) * (self.usage.value(now_s) + 0.1) / size_gib
+
+
+def used_bytes(residents: list[Resident]) -> int:
+    """What ``residents`` hold on their device: own bytes, plus each shared weight once."""
+    shared: dict[Hashable, int] = {}
+    for r in residents:
+        shared.update(r.shared)
+    return sum(r.bytes for r in residents) + sum(shared.values())
+
+
+def needed_bytes(need_bytes: int, need_shared: dict[Hashable, int] | None, residents: list[Resident]) -> int:
+    """What a load adds to a device: its own bytes and the shared weights not resident there yet."""
+    present = {k for r in residents for k in r.shared}
+    return need_bytes + sum(b for k, b in (need_shared or {}).items() if k not in present)
 
 
 class NoRoom(Exception):
@@ -80,22 +101,31 @@ def eviction_order(residents: list[Resident], now_s: float) -> list[Resident]:
     return sorted(candidates, key=lambda r: (r.keep_until_s > now_s, r.keep_value(now_s), r.last_used_s))
 
 
-def plan(name: str, need_bytes: int, budget_bytes: int, residents: list[Resident], now_s: float) -> list[Resident]:
-    """The models to evict (in order) so ``need_bytes`` more fit in ``budget_bytes`` on this device.
+def plan(name: str, need_bytes: int, budget_bytes: int, residents: list[Resident], now_s: float,
+         need_shared: dict[Hashable, int] | None = None) -> list[Resident]:
+    """The models to evict (in order) so a model of ``need_bytes`` (plus ``need_shared`` weights) fits in
+    ``budget_bytes`` on this device.
 
-    ``residents`` are the models resident on the device, ``name`` excluded. Raises NoRoom.
+    ``residents`` are the models on the device (loading ones too, as busy), ``name`` excluded. Raises NoRoom.
     """
-    if need_bytes > budget_bytes:
-        raise NoRoom(f"model {name!r} needs {_fmt(need_bytes)} but the device's budget is {_fmt(budget_bytes)}; "
-                     "raise the budget or put the model on another device", need_bytes - budget_bytes)
-    used = sum(r.bytes for r in residents)
-    free = budget_bytes - used
+    need_shared = need_shared or {}
+    total_need = need_bytes + sum(need_shared.values())
+    if total_need > budget_bytes:
+        raise NoRoom(f"model {name!r} needs {_fmt(total_need)} but the device's budget is {_fmt(budget_bytes)}; "
+                     "raise the budget or put the model on another device", total_need - budget_bytes)
+    need_bytes = needed_bytes(need_bytes, need_shared, residents)
+    free = budget_bytes - used_bytes(residents)
+    holders = Counter(k for r in residents for k in r.shared)
     victims: list[Resident] = []
     for victim in eviction_order(residents, now_s):
         if free >= need_bytes:
             break
         victims.append(victim)
         free += victim.bytes
+        for key, nbytes in victim.shared.items():  # a shared weight goes with its last holder, unless the new model needs it
+            holders[key] -= 1
+            if holders[key] == 0 and key not in need_shared:
+                free += nbytes
     if free < need_bytes:
         held = [f"{r.name} ({_fmt(r.bytes)}, {'pinned' if r.pinned else 'busy'})" for r in residents if r.pinned or r.busy]
         missing = need_bytes - free

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from modelhost.client.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
+from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options, number_param
 from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
 from modelhost.host.config import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
@@ -35,18 +35,19 @@ _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "ret
 _PICKLE_LOCK = threading.Lock()  # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is process-wide: one such load at a time
 
 
-class _AudiocraftBackend:
+class _AudiocraftBackend(Backend):
     """What MusicGen and AudioGen share; subclasses name the audiocraft class."""
 
     family = ""
+    can_offload = True
 
     def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
         opts = check_options(spec, _OPTIONS)
         checkpoint = opts.get("checkpoint")
         if not isinstance(checkpoint, str) or not checkpoint:
             raise ValueError(f"[models.{spec.name}]: {self.family} needs checkpoint = a hub id like "
                              f"\"facebook/{self.family}-small\" or a folder with state_dict.bin")
-        self.name = spec.name
         self.checkpoint = checkpoint
         self.max_duration_s = float(opts.get("max_duration_s", 360.0))
         self.allow_pickle = bool(opts.get("allow_pickle", False))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from modelhost.client.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options, number_param
+from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext, check_options, number_param
 from modelhost.host.backends.rng import GLOBAL_RNG
 from modelhost.host.backends.shared import SHARED
 from modelhost.host.config import ModelSpec
@@ -61,15 +61,15 @@ class PipelineSettings:
         return cls(device, is_half, *((3, 10, 60, 65) if is_half else (1, 6, 38, 41)))
 
 
-class RvcBackend:
+class RvcBackend(Backend):
     """``backend = "rvc"`` (see the module docstring)."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
         opts = check_options(spec, _OPTIONS)
         for key in ("model", "hubert"):
             if not isinstance(opts.get(key), str):
                 raise ValueError(f"[models.{spec.name}]: rvc needs {key} = \"/path/to/{'voice.pth' if key == 'model' else 'hubert_base.pt'}\"")
-        self.name = spec.name
         self.model_path = os.path.expanduser(opts["model"])
         self.index_path = os.path.expanduser(opts["index"]) if opts.get("index") else None
         self.hubert_path = os.path.expanduser(opts["hubert"])
@@ -119,10 +119,19 @@ class RvcBackend:
     def source(self) -> dict[str, Any]:
         return {"model": self.model_path, "index": self.index_path}
 
-    def estimate_bytes(self) -> int:
-        """The voice file's size doubled (weights are stored in half precision), plus HuBERT's file."""
-        files = [(self.model_path, 2), (self.hubert_path, 1)]
-        return sum(os.path.getsize(p) * k for p, k in files if os.path.isfile(p))
+    def estimate(self) -> MemoryReport:
+        """The voice file's size doubled (weights are stored in half precision); HuBERT's (and RMVPE's)
+        file as shared weights, which the host counts once however many voices use them."""
+        own = 2 * os.path.getsize(self.model_path) if os.path.isfile(self.model_path) else 0
+        shared = {_report_key(kind, path): os.path.getsize(path)
+                  for kind, path in (("hubert", self.hubert_path), ("rmvpe", self.rmvpe_path))
+                  if path is not None and os.path.isfile(path)}
+        return MemoryReport(own, shared)
+
+    def memory_report(self) -> MemoryReport:
+        if self.vc is None:
+            return MemoryReport(0)
+        return MemoryReport(module_bytes(self.vc.net_g), {_report_key(k[0], k[1]): SHARED.bytes(k) for k in self._shared_keys})
 
     def warmup(self) -> None:
         noise = np.random.default_rng(0).uniform(-0.1, 0.1, HUBERT_RATE // 2).astype(np.float32)
@@ -198,6 +207,11 @@ class RvcBackend:
         for key, high in (("index_rate", 1.0), ("rms_mix_rate", 1.0), ("protect", 0.5)):
             p[key] = number_param(p, key, p[key], 0.0, high)
         return p
+
+
+def _report_key(kind: str, path: str) -> tuple[str, str]:
+    """How the host recognises one shared file across voices (per device: the host groups by device)."""
+    return (kind, os.path.realpath(path))
 
 
 def _record_pitch(pipeline: Any) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from modelhost.client.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import GenerateOutput, GenerateRequest, RunContext, check_options
+from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options
 from modelhost.host.config import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
@@ -89,12 +89,14 @@ def save_checkpoint(path: str | Path, config: dict[str, int], init_seed: int = 0
     return path
 
 
-class SynthBackend:
+class SynthBackend(Backend):
     """The ``synth`` backend (see the module docstring)."""
 
+    can_offload = True
+
     def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
         opts = check_options(spec, _OPTION_KEYS)
-        self.name = spec.name
         self.checkpoint = opts.pop("checkpoint", None)
         self.init_seed = int(opts.pop("init_seed", 0))
         self.max_duration_s = float(opts.pop("max_duration_s", 600.0))

@@ -1,0 +1,159 @@
+"""The contract between the host and a model family: the ``Backend`` base class and what flows through it.
+
+A backend is built from its catalog entry (``cls(spec)``: the constructor checks the options and
+raises ``ValueError`` with a fix-it message, so a bad catalog fails at start), then ``load(device)``,
+any number of ``generate`` calls, and ``unload()``. Every method runs in the model's own worker
+thread (``modelhost-model-NAME``), one call at a time; queuing, batching, eviction, deadlines and
+replies are the host's job, never a backend's. Heavy libraries are imported inside ``load`` so the
+host starts fast and a catalog that does not use a family never imports it.
+
+Required: ``load``, ``generate``, ``unload``, ``memory_bytes``. Optional hooks, each with a default
+that is right for a backend that does not need it:
+
+* ``memory_report()`` -> ``MemoryReport``: own bytes, plus weights shared with other models (RVC's
+  HuBERT) by key, so the host counts a shared copy once per device;
+* ``estimate()`` -> ``MemoryReport``: the size of a load before it happens (from files; must not
+  touch loaded state: the host may call it from its core thread while another call runs);
+* ``source()``: the weights the model is built from (``ps`` shows it in every state; same rule);
+* ``details()``: backend facts for ``ps`` while loaded;
+* ``warmup()``: one short generation after a boot preload;
+* ``can_offload`` + ``offload()`` / ``restore(device)``: the warm CPU tier (GPU -> pinned RAM -> GPU).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+import numpy as np
+
+from modelhost.client.errors import CancelledError, DeadlineExceededError, ShuttingDownError
+
+if TYPE_CHECKING:
+    from modelhost.host.config import ModelSpec
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What a generate call carries into a backend."""
+
+    prompt: str | None
+    params: dict[str, Any]
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerateOutput:
+    """What a backend returns: audio (channels-first, or 1-D), its sample rate, and extras."""
+
+    audio: np.ndarray
+    sample_rate: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """A model's memory: bytes of its own, and shared weights as ``key -> bytes`` (counted once per device)."""
+
+    own_bytes: int
+    shared: dict[Hashable, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.own_bytes + sum(self.shared.values())
+
+
+class RunContext:
+    """Handed to ``generate``: report progress, and learn (by an exception) that the job must stop.
+
+    ``progress`` raises ``CancelledError``, ``DeadlineExceededError`` or ``ShuttingDownError`` once
+    the job was cancelled, its client vanished, its deadline passed or the host is shutting down;
+    backends call it at each step.
+    """
+
+    def __init__(self, emit: Callable[[int, int], None], is_cancelled: Callable[[], str | None], min_interval_s: float = 0.02):
+        self._emit = emit
+        self._is_cancelled = is_cancelled
+        self._min_interval_s = min_interval_s
+        self._last_emit_s = 0.0
+
+    @classmethod
+    def detached(cls) -> "RunContext":
+        """A context that reports to nobody and is never cancelled: warm-ups, benchmarks, in-process calls."""
+        return cls(emit=lambda step, total: None, is_cancelled=lambda: None)
+
+    def check(self) -> None:
+        reason = self._is_cancelled()
+        if reason:
+            raise stop_error(reason)
+
+    def progress(self, step: int, total: int) -> None:
+        self.check()
+        now = time.monotonic()
+        if step >= total or now - self._last_emit_s >= self._min_interval_s:
+            self._last_emit_s = now
+            self._emit(step, total)
+
+
+def stop_error(reason: str) -> Exception:
+    """The error a job stopped for ``reason`` ends with (the same whether it was queued or running)."""
+    if reason == "deadline":
+        return DeadlineExceededError("the request's timeout_s passed before it finished")
+    if reason == "shutdown":
+        return ShuttingDownError("the host shut down before this request finished; retry once it is back")
+    if reason == "client_gone":
+        return CancelledError("the request's client stopped answering heartbeats")
+    return CancelledError(f"the request was cancelled ({reason})")
+
+
+class Backend:
+    """Base class of every model family; see the module docstring for the contract."""
+
+    can_offload = False  # True where offload()/restore() move the weights to pinned RAM and back
+
+    def __init__(self, spec: "ModelSpec") -> None:
+        self.name = spec.name
+
+    # ---- required ----
+
+    def load(self, device: str) -> None:
+        raise NotImplementedError
+
+    def generate(self, request: GenerateRequest, ctx: RunContext) -> GenerateOutput:
+        raise NotImplementedError
+
+    def unload(self) -> None:
+        raise NotImplementedError
+
+    def memory_bytes(self) -> int:
+        """Bytes the loaded model holds (0 when unloaded)."""
+        raise NotImplementedError
+
+    # ---- optional hooks ----
+
+    def memory_report(self) -> MemoryReport:
+        return MemoryReport(self.memory_bytes())
+
+    def estimate_bytes(self) -> int:
+        """What a load will take, from files alone; 0 when unknown."""
+        return 0
+
+    def estimate(self) -> MemoryReport:
+        return MemoryReport(self.estimate_bytes())
+
+    def source(self) -> dict[str, Any]:
+        return {}
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+    def warmup(self) -> None:
+        """One short generation after a boot preload (kernel selection, allocator growth)."""
+
+    def offload(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no warm tier")
+
+    def restore(self, device: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no warm tier")
