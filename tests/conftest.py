@@ -120,3 +120,12 @@ def model_host(model_files):
     """, timeout_s=300)
     yield h
     h.stop()
+
+
+@pytest.fixture(scope="session")
+def webui_tree():
+    """A TTS-WebUI-shaped tree and its Hugging Face cache with random weights (tests/support/webui_tree.py),
+    built once per session; tests must not change it (copy what they alter)."""
+    from tests.support.webui_tree import build_webui_tree
+
+    return build_webui_tree(short_tmp("mh-webui-"))
