@@ -10,16 +10,23 @@ cache or ``$AUDIOCRAFT_CACHE_DIR``, or a local folder with ``state_dict.bin`` an
 melody) with its ``sample_rate``. The same seed and parameters give the same samples as calling
 audiocraft in-process on the same device.
 
+A hub id is looked up in the Hugging Face cache (``hf_cache``, else ``$AUDIOCRAFT_CACHE_DIR``, else
+the standard cache) and loaded from its cached snapshot, so no request goes to the hub when it is
+there; with ``hf_cache`` set (a TTS-WebUI's cache) a missing download is a load error that names the
+command to fetch it, and the load also looks for audiocraft's text encoder (T5) in that cache.
+
 Catalog options: ``checkpoint`` (required), ``max_duration_s`` (default 360, TTS-WebUI's maximum),
 ``allow_pickle`` (default false: checkpoints load weights-only; set true only for files you trust
-that need full unpickling, such as some AudioGen releases).
+that need full unpickling, such as some AudioGen releases), ``hf_cache`` (a hub cache folder).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -30,9 +37,12 @@ from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
 from modelhost.host.config import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
-_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle"}
+_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle", "hf_cache"}
 _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}
-_PICKLE_LOCK = threading.Lock()  # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is process-wide: one such load at a time
+CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD and huggingface_hub's default cache are process-wide: one such load at a time
+_PROCESS_LOCK = threading.Lock()
 
 
 class _AudiocraftBackend(Backend):
@@ -51,6 +61,10 @@ class _AudiocraftBackend(Backend):
         self.checkpoint = checkpoint
         self.max_duration_s = float(opts.get("max_duration_s", 360.0))
         self.allow_pickle = bool(opts.get("allow_pickle", False))
+        hf_cache = opts.get("hf_cache")
+        if hf_cache is not None and (not isinstance(hf_cache, str) or not hf_cache):
+            raise ValueError(f"[models.{spec.name}]: hf_cache must be a folder path (a Hugging Face hub cache)")
+        self.hf_cache = os.path.abspath(os.path.expanduser(hf_cache)) if hf_cache else None
         self.model: Any = None
         self.mbd: Any = None
 
@@ -59,15 +73,16 @@ class _AudiocraftBackend(Backend):
     def load(self, device: str) -> None:
         if os.path.isdir(os.path.expanduser(self.checkpoint)):
             folder = os.path.expanduser(self.checkpoint)
-            missing = [f for f in ("state_dict.bin", "compression_state_dict.bin") if not os.path.isfile(os.path.join(folder, f))]
+            missing = [f for f in CHECKPOINT_FILES if not os.path.isfile(os.path.join(folder, f))]
             if missing:
                 raise LoadFailedError(f"model {self.name!r}: {folder} lacks {', '.join(missing)}; an audiocraft checkpoint "
                                       "folder holds state_dict.bin and compression_state_dict.bin")
             name = folder
         else:
-            name = self.checkpoint
+            name = self._hub_snapshot() or self._hub_fallback()
         try:
-            self.model = self._get_pretrained(name, device)
+            with _process_settings(self.allow_pickle, self.hf_cache):
+                self.model = self._get_pretrained(name, device)
         except Exception as exc:
             raise LoadFailedError(self._load_error(exc)) from None
 
@@ -88,12 +103,16 @@ class _AudiocraftBackend(Backend):
         model.device = next(iter(model.lm.parameters())).device  # audiocraft reads it to place inputs
 
     def source(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint}
+        return {"checkpoint": self.checkpoint, **({"hf_cache": self.hf_cache} if self.hf_cache else {})}
 
     def estimate_bytes(self) -> int:
-        """The checkpoint files' size (a local folder); 0 for a hub id until its first load is measured."""
+        """The checkpoint files' size: a local folder's, or a hub id's cached snapshot's (0 when not cached)."""
         folder = os.path.expanduser(self.checkpoint)
-        files = [os.path.join(folder, f) for f in ("state_dict.bin", "compression_state_dict.bin")]
+        if not os.path.isdir(folder):
+            folder = self._hub_snapshot()
+            if folder is None:
+                return 0
+        files = [os.path.join(folder, f) for f in CHECKPOINT_FILES]
         return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
 
     def warmup(self) -> None:
@@ -135,19 +154,31 @@ class _AudiocraftBackend(Backend):
     def _get_pretrained(self, name: str, device: str) -> Any:
         raise NotImplementedError
 
-    def _pretrained_with_policy(self, load, name: str, device: str) -> Any:
-        if not self.allow_pickle:
-            return load(name, device=device)
-        with _PICKLE_LOCK:
-            old = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-            try:
-                return load(name, device=device)
-            finally:
-                if old is None:
-                    del os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"]
-                else:
-                    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old
+    def _hub_snapshot(self) -> str | None:
+        """The cached snapshot folder holding both checkpoint files of a hub id (refs/main), or None.
+
+        Reads the cache only (never the network); safe from any thread."""
+        if not _HUB_ID.fullmatch(self.checkpoint):
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        cache = self.hf_cache or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None  # where audiocraft itself would look
+        found = [try_to_load_from_cache(self.checkpoint, f, cache_dir=cache) for f in CHECKPOINT_FILES]
+        if not all(isinstance(f, str) for f in found):
+            return None
+        return os.path.dirname(found[0])  # both resolved through refs/main: one snapshot folder
+
+    def _hub_fallback(self) -> str:
+        """Without a cached snapshot: a named cache means the download is missing (say which); otherwise
+        audiocraft resolves the id itself (as before: from its cache, or the hub where reachable)."""
+        if self.hf_cache is None:
+            return self.checkpoint
+        if not _HUB_ID.fullmatch(self.checkpoint):
+            raise LoadFailedError(f"model {self.name!r}: {self.checkpoint} is neither a checkpoint folder nor a hub id")
+        raise LoadFailedError(
+            f"model {self.name!r}: {self.checkpoint} is not downloaded (not in the Hugging Face cache {self.hf_cache}); "
+            f"download it once where the hub is reachable: huggingface-cli download {self.checkpoint} "
+            f"{' '.join(CHECKPOINT_FILES)} --cache-dir {self.hf_cache}")
 
     def _load_error(self, exc: Exception) -> str:
         text = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -206,7 +237,7 @@ class MusicGenBackend(_AudiocraftBackend):
     def _get_pretrained(self, name: str, device: str) -> Any:
         from audiocraft.models import MusicGen
 
-        return self._pretrained_with_policy(MusicGen.get_pretrained, name, device)
+        return MusicGen.get_pretrained(name, device=device)
 
 
 class AudioGenBackend(_AudiocraftBackend):
@@ -217,10 +248,37 @@ class AudioGenBackend(_AudiocraftBackend):
     def _get_pretrained(self, name: str, device: str) -> Any:
         from audiocraft.models import AudioGen
 
-        return self._pretrained_with_policy(AudioGen.get_pretrained, name, device)
+        return AudioGen.get_pretrained(name, device=device)
 
     def _has_melody(self) -> bool:
         return False
+
+
+@contextmanager
+def _process_settings(allow_pickle: bool, hf_cache: str | None) -> Iterator[None]:
+    """The process-wide settings one load needs, held for that load only (one such load at a time):
+    full unpickling (``allow_pickle``), and huggingface_hub's default cache pointed at ``hf_cache``,
+    where transformers then finds audiocraft's T5 text encoder (audiocraft passes it no cache_dir)."""
+    if not allow_pickle and hf_cache is None:
+        yield
+        return
+    from huggingface_hub import constants
+
+    with _PROCESS_LOCK:
+        old_env = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+        old_cache = constants.HF_HUB_CACHE
+        if allow_pickle:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+        if hf_cache is not None:
+            constants.HF_HUB_CACHE = hf_cache
+        try:
+            yield
+        finally:
+            constants.HF_HUB_CACHE = old_cache
+            if old_env is None:
+                os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+            else:
+                os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old_env
 
 
 def _float_audio(audio: np.ndarray) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""The models a TTS-WebUI offers, served by a real host offline: MusicGen/AudioGen hub ids from a
+Hugging Face cache in the hub's own layout (the WebUI's, moved by its .env), its checkpoint folders
+and its RVC voices, with the specs ``WebuiCatalog`` builds (tests/support/webui_tree.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from modelhost.client import Client
+from modelhost.client import errors as E
+
+PARAMS = {"duration": 0.5, "top_k": 50, "top_p": 0.0, "temperature": 1.0, "cfg_coef": 3.0}
+
+
+@pytest.fixture(scope="module")
+def hub_host(webui_tree, tmp_path_factory):
+    """A host that may look only in the WebUI's cache: the standard one is empty and the hub is offline."""
+    from modelhost.host.launch import start_host
+
+    empty_home = tmp_path_factory.mktemp("empty-hf-home")
+    h = start_host(f"""
+        [models."facebook/musicgen-small"]
+        backend = "musicgen"
+        checkpoint = "facebook/musicgen-small"
+        hf_cache = "{webui_tree.hf_cache}"
+
+        [models."facebook/audiogen-medium"]
+        backend = "audiogen"
+        checkpoint = "facebook/audiogen-medium"
+        hf_cache = "{webui_tree.hf_cache}"
+
+        [models."facebook/musicgen-large"]
+        backend = "musicgen"
+        checkpoint = "facebook/musicgen-large"
+        hf_cache = "{webui_tree.hf_cache}"
+    """, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home), "AUDIOCRAFT_CACHE_DIR": ""}, timeout_s=120)
+    yield h
+    h.stop()
+
+
+@pytest.mark.parametrize("hub_id, cls_name", [("facebook/musicgen-small", "MusicGen"), ("facebook/audiogen-medium", "AudioGen")])
+def test_a_cached_hub_id_loads_and_generates_offline(hub_host, webui_tree, hub_id, cls_name) -> None:
+    import audiocraft.models
+    import torch
+
+    with Client(hub_host.address) as c:
+        hosted = c.generate(hub_id, "a calm piano melody", params={**PARAMS, "seed": 77})
+        ps = {m["name"]: m for m in c.ps()}[hub_id]
+    assert ps["state"] == "ready" and ps["source"] == {"checkpoint": hub_id, "hf_cache": str(webui_tree.hf_cache)}
+    snapshot = webui_tree.hf_cache / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+    folder = next(snapshot.iterdir())
+    model = getattr(audiocraft.models, cls_name).get_pretrained(str(folder), device="cpu")
+    model.set_generation_params(**PARAMS)
+    torch.manual_seed(77)
+    local = model.generate(["a calm piano melody"])[0].numpy()
+    np.testing.assert_array_equal(hosted.audio, local)
+
+
+def test_a_hub_id_not_downloaded_names_the_download(hub_host, webui_tree) -> None:
+    with Client(hub_host.address) as c:
+        with pytest.raises(E.LoadFailedError) as info:
+            c.generate("facebook/musicgen-large", "x", params={"duration": 0.5})
+        assert c.health()["ready"]
+    message = str(info.value)
+    assert "facebook/musicgen-large is not downloaded" in message
+    assert (f"huggingface-cli download facebook/musicgen-large state_dict.bin compression_state_dict.bin "
+            f"--cache-dir {webui_tree.hf_cache}") in message
+
+
+def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> None:
+    from modelhost.host.backends.musicgen import MusicGenBackend
+    from modelhost.host.config import ModelSpec
+
+    def estimate(hub_id: str) -> int:
+        return MusicGenBackend(ModelSpec(hub_id, "musicgen", options={"checkpoint": hub_id, "hf_cache": str(webui_tree.hf_cache)})).estimate_bytes()
+
+    snapshot = next((webui_tree.hf_cache / "models--facebook--musicgen-small" / "snapshots").iterdir())
+    expected = sum(os.path.getsize(snapshot / f) for f in ("state_dict.bin", "compression_state_dict.bin"))
+    assert expected > 0 and estimate("facebook/musicgen-small") == expected
+    assert estimate("facebook/musicgen-large") == 0
