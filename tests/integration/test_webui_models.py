@@ -81,3 +81,52 @@ def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> N
     expected = sum(os.path.getsize(snapshot / f) for f in ("state_dict.bin", "compression_state_dict.bin"))
     assert expected > 0 and estimate("facebook/musicgen-small") == expected
     assert estimate("facebook/musicgen-large") == 0
+
+
+# ---- everything WebuiCatalog finds, served ----
+
+def _catalog_toml(specs) -> str:
+    """The specs as catalog tables (what ``--webui`` builds in memory), so a plain host serves them."""
+    import json
+
+    tables = []
+    for spec in specs.values():
+        lines = [f"[models.{json.dumps(spec.name)}]", f"backend = {json.dumps(spec.backend)}", 'device = "cpu"']
+        lines += [f"{k} = {json.dumps(v)}" for k, v in spec.options.items()]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
+
+
+@pytest.fixture(scope="module")
+def webui_host(webui_tree, tmp_path_factory):
+    from modelhost.host.launch import start_host
+    from modelhost.host.webui import WebuiCatalog
+
+    specs = WebuiCatalog(webui_tree.root, environ={}).scan()  # the tree's .env sets HF_HOME
+    empty_home = tmp_path_factory.mktemp("empty-hf-home")
+    h = start_host(_catalog_toml(specs), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home)}, timeout_s=120)
+    yield h, specs
+    h.stop()
+
+
+def test_every_model_the_webui_offers_is_listed_and_its_own_kind(webui_host, webui_tree) -> None:
+    host, specs = webui_host
+    with Client(host.address) as c:
+        names = {m["name"] for m in c.ps()}
+        assert set(specs) <= names and set(webui_tree.voices) <= names and set(webui_tree.folders) <= names
+        rates = {name: c.generate(name, "rain on a tin roof", params={"duration": 0.5, "seed": 3}).sample_rate
+                 for name in (*webui_tree.folders, *webui_tree.hub_ids)}
+    sfx = next(n for n in webui_tree.folders if n.endswith("my-sfx"))
+    assert specs[sfx].backend == "audiogen" and rates[sfx] == 16000  # a 16 kHz checkpoint: AudioGen
+    assert rates["facebook/musicgen-small"] == 32000 and rates["facebook/audiogen-medium"] == 16000
+
+
+def test_webui_voices_at_any_depth_convert_with_the_index_the_webui_sends(webui_host, webui_tree) -> None:
+    host, _ = webui_host
+    t = np.arange(16000) / 16000
+    audio = (0.25 * sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 8))).astype(np.float32)
+    with Client(host.address) as c:
+        for voice, index in (("bob/bob", "bob/added_IVF8_Flat_nprobe_1_bob_v2"),
+                             ("singers/deep/carol", "singers/deep/added_IVF8_Flat_nprobe_1_carol_v2"), ("alice", "")):
+            result = c.generate(voice, audio=audio, sample_rate=16000, params={"f0_method": "pm", "index": index})
+            assert result.audio.dtype == np.int16 and result.info["index"] == (str(webui_tree.indexes[index]) if index else "")
