@@ -85,26 +85,15 @@ def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> N
 
 # ---- everything WebuiCatalog finds, served ----
 
-def _catalog_toml(specs) -> str:
-    """The specs as catalog tables (what ``--webui`` builds in memory), so a plain host serves them."""
-    import json
-
-    tables = []
-    for spec in specs.values():
-        lines = [f"[models.{json.dumps(spec.name)}]", f"backend = {json.dumps(spec.backend)}", 'device = "cpu"']
-        lines += [f"{k} = {json.dumps(v)}" for k, v in spec.options.items()]
-        tables.append("\n".join(lines))
-    return "\n\n".join(tables) + "\n"
-
-
 @pytest.fixture(scope="module")
 def webui_host(webui_tree, tmp_path_factory):
     from modelhost.host.launch import start_host
     from modelhost.host.webui import WebuiCatalog
+    from tests.support.webui_tree import catalog_toml
 
     specs = WebuiCatalog(webui_tree.root, environ={}).scan()  # the tree's .env sets HF_HOME
     empty_home = tmp_path_factory.mktemp("empty-hf-home")
-    h = start_host(_catalog_toml(specs), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home)}, timeout_s=120)
+    h = start_host(catalog_toml(specs), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home)}, timeout_s=120)
     yield h, specs
     h.stop()
 

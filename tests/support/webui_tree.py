@@ -108,6 +108,20 @@ def build_webui_tree(base: Path, *, rmvpe: bool = False) -> WebuiTree:
     )
 
 
+def catalog_toml(specs: dict, device: str = "cpu") -> str:
+    """ModelSpecs (``WebuiCatalog.scan()``) as catalog tables, so a host started with ``start_host`` serves
+    exactly what ``--webui`` would, without depending on that flag's wiring."""
+    import json
+
+    tables = []
+    for spec in specs.values():
+        lines = [f"[models.{json.dumps(spec.name)}]", f"backend = {json.dumps(spec.backend)}",
+                 f"device = {json.dumps(spec.device or device)}"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in spec.options.items()]
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables) + "\n"
+
+
 def write_hub_snapshot(cache: Path, repo_id: str, files: dict[str, Path], revision: str | None = None) -> dict[str, str]:
     """Put ``files`` (name -> source file) into a hub cache as ``huggingface_hub`` leaves a download:
     ``models--ORG--NAME/blobs/<sha256>``, ``snapshots/<rev>/<name>`` relative links to the blobs, and
