@@ -176,7 +176,7 @@ class RvcBackend(Backend):
         self.generate(GenerateRequest(None, {"f0_method": "pm"}, noise, HUBERT_RATE), RunContext.detached())
 
     def memory_bytes(self) -> int:
-        """This voice's own weights plus its share of the HuBERT/RMVPE it uses with other voices."""
+        """This voice's own weights plus its share of the HuBERT/RMVPE/FCPE it uses with other voices."""
         if self.vc is None:
             return 0
         own = module_bytes(self.vc.net_g)
@@ -259,6 +259,7 @@ class RvcBackend(Backend):
             raise BadParamsError(f"index must be a string (an index under {self.index_root}, or \"\" for none), got {value!r}")
         if value == "":
             return None
+        value = value.replace("\\", "/") if os.sep == "/" else value  # a value listed by a WebUI on Windows
         path = _under(self.index_root, value if value.endswith(".index") else value + ".index")
         if path is None:
             raise BadParamsError(f"index {value!r} refused: it is not under this voice's index folder {self.index_root}")
@@ -360,7 +361,10 @@ class IndexCache:
     def get(self, path: str) -> tuple[Any, np.ndarray]:
         """(faiss index, its vectors) for ``path``; BadParamsError when it is not a readable index."""
         real = os.path.realpath(path)
-        stat = os.stat(real)
+        try:
+            stat = os.stat(real)
+        except OSError as exc:
+            raise BadParamsError(f"index {path} cannot be read: {exc.strerror}") from None
         key = (real, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             if key in self._entries:

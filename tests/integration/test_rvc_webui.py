@@ -65,8 +65,8 @@ def test_the_webui_index_value_converts_as_the_same_index_fixed_in_the_catalog(b
     fixed = _convert(backends["catalog"], params)
     np.testing.assert_array_equal(chosen.audio, fixed.audio)
     assert chosen.info["index"] == fixed.info["index"] == str(webui_tree.indexes[BOB_INDEX])
-    # other spellings of the same index: with .index, absolute
-    for spelling in (BOB_INDEX + ".index", str(webui_tree.indexes[BOB_INDEX])):
+    # other spellings of the same index: with .index, absolute, with a Windows WebUI's separator
+    for spelling in (BOB_INDEX + ".index", str(webui_tree.indexes[BOB_INDEX]), BOB_INDEX.replace("/", "\\")):
         np.testing.assert_array_equal(_convert(backends["webui"], {**params, "index": spelling}).audio, chosen.audio)
     # no index: "" (the WebUI's empty choice) or absent, same as a voice without one; and not what the index gives
     none = _convert(backends["webui"], {**params, "index": ""})
