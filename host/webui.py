@@ -26,7 +26,6 @@ file system; any thread may call it (it keeps no state beyond a cache of folder 
 
 from __future__ import annotations
 
-import math
 import os
 import pickletools
 import zipfile
@@ -86,7 +85,8 @@ class WebuiCatalog:
         """Every model the WebUI offers now, by the name the WebUI sends: hub ids, folders, voices."""
         specs = {hub_id: self._hub_spec(hub_id) for hub_id in HUB_IDS}
         specs.update((path, self._folder_spec(path)) for path in self._folders())
-        specs.update((name, self._voice_spec(name, pth)) for name, pth in self._voices())
+        for name, pth in self._voices():
+            specs.setdefault(name, self._voice_spec(name, pth))  # a voice never shadows a hub id of the picker
         return specs
 
     def resolve(self, name: str) -> ModelSpec:
@@ -107,7 +107,7 @@ class WebuiCatalog:
     # ---- specs ----
 
     def _spec(self, name: str, backend: str, options: dict[str, Any]) -> ModelSpec:
-        spec = ModelSpec(name=name, backend=backend, options=options, keep_alive_s=math.inf)
+        spec = ModelSpec(name=name, backend=backend, options=options)
         return replace(spec, **self.defaults) if self.defaults else spec
 
     def _hub_spec(self, hub_id: str) -> ModelSpec:

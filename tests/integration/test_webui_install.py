@@ -105,7 +105,7 @@ def test_install_doctor_and_uninstall_on_the_webuis_environments(webui: Path) ->
     finally:
         host.stop()
     down = _webui_cli("doctor", str(webui))
-    assert down.returncode == 1 and f"PROBLEM: no host answers" in down.stdout
+    assert down.returncode == 1 and "PROBLEM: no host answers" in down.stdout
     assert f"modelhost serve --webui {webui} --address {host.address}" in down.stdout
 
     gone = _webui_cli("uninstall", str(webui))
