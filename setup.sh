@@ -59,9 +59,10 @@ if [ "${1:-}" = "--test" ]; then
     [ -x .venv-py310/bin/python ] || "$py310" -m venv .venv-py310
     # numpy 2.3+ needs Python 3.11: the last release line for 3.10 is 2.2
     # The WebUI side: the client and webui_adapter with its `webui` extra (Gradio, soundfile), as in a
-    # TTS-WebUI environment; Gradio is also the HTTP reference in benchmarks/ipc.py (never in .venv).
+    # TTS-WebUI environment: Gradio at TTS-WebUI's own pin (gradio==5.49.1, its requirements.txt) and the
+    # gradio_client that release requires. Gradio is also the HTTP reference in benchmarks/ipc.py (never in .venv).
     pip_quiet .venv-py310/bin/python -m pip install pyzmq==27.3.0 msgpack==1.2.4 "numpy>=1.23,<2.3" \
-      gradio==6.31.0 gradio_client==2.7.2 soundfile==0.14.0
+      gradio==5.49.1 gradio_client==1.13.3 soundfile==0.14.0
     # modelhost itself (the client and the adapter), editable, as a WebUI environment would have it
     pip_quiet .venv-py310/bin/python -m pip install --no-deps -e .
   else

@@ -3,8 +3,8 @@
 Pure numpy (no torch at import, no sockets). The parameter names and shapes are TTS-WebUI's:
 
 * MusicGen/AudioGen ``generate(text, melody, model_name, duration, topk, topp, temperature, cfg_coef,
-  use_multi_band_diffusion, **kwargs)`` (``seed`` arrives in kwargs) returns ``{"audio_out":
-  (sample_rate, float32 (T,) or (T, 2)), "tokens": tensor or None}``;
+  use_multi_band_diffusion, **kwargs)`` (``seed`` arrives in kwargs as a string, from a Textbox)
+  returns ``{"audio_out": (sample_rate, float32 (T,) or (T, 2)), "tokens": tensor or None}``;
 * RVC ``run_rvc(pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path,
   index_rate, filter_radius, resample_sr, rms_mix_rate, protect, **kwargs)`` returns
   ``{"audio_out": (sample_rate, int16 (T,))}``.
@@ -63,11 +63,13 @@ def musicgen_call(kw: Mapping[str, Any], wants_melody: bool, wants_tokens: bool)
         "top_p": min(_number(kw, "topp", 0.0), 1.0),
         "temperature": _number(kw, "temperature", 1.0),
         "cfg_coef": _number(kw, "cfg_coef", 3.0),
-        "seed": int(_number(kw, "seed", -1)),
+        "seed": _seed(kw.get("seed")),
         "use_multi_band_diffusion": bool(kw.get("use_multi_band_diffusion") or False),
     }
     if wants_tokens:
         params["return_tokens"] = True
+    else:  # AudioGen: the WebUI skips multi-band diffusion for it ("not supported for AudioGen")
+        params["use_multi_band_diffusion"] = False
     text = kw.get("text")
     if text is not None and not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
@@ -75,12 +77,27 @@ def musicgen_call(kw: Mapping[str, Any], wants_melody: bool, wants_tokens: bool)
     if melody is None or not wants_melody:
         return HostCall(prompt=text or "", params=params)
     rate, samples = _gradio_audio(melody, "melody")
+    if samples.dtype.kind == "i":  # Gradio's numpy audio is int16 (or int32) PCM: send [-1, 1] floats
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
     samples = samples[..., : rate * MELODY_MAX_S]
     return HostCall(prompt=text or "", params=params, audio=samples, sample_rate=rate)
 
 
-def rvc_call(kw: Mapping[str, Any], voice_has_index: bool) -> HostCall:
-    """An RVC request: the input file is read here and sent as samples (the host never sees the path)."""
+def index_name(value: Any) -> str:
+    """The WebUI's index choice as the host's ``index`` parameter: ``/`` separators, no ``.index``; "" = none."""
+    if not isinstance(value, str):
+        return ""
+    name = value.strip().replace("\\", "/")
+    return name[: -len(".index")] if name.endswith(".index") else name
+
+
+def rvc_call(kw: Mapping[str, Any], index_mode: str) -> HostCall:
+    """An RVC request: the input file is read here and sent as samples (the host never sees the path).
+
+    ``index_mode`` says how the voice takes an index: ``"param"`` (a WebUI voice: the WebUI's index
+    choice goes as the ``index`` parameter), ``"catalog"`` (the index in the host's catalog is used
+    when the WebUI chose one) or ``"none"`` (the voice has no index: converted without one).
+    """
     notes: list[str] = []
     path = kw.get("original_audio_path")
     if not path:
@@ -92,13 +109,14 @@ def rvc_call(kw: Mapping[str, Any], voice_has_index: bool) -> HostCall:
     except ValueError:
         raise InputError(f"pitch_up_key must be a whole number of semitones (0, 12, -5), got {key!r}") from None
     index_rate = _number(kw, "index_rate", 0.66)
-    if not kw.get("index_path"):
+    index = index_name(kw.get("index_path"))
+    if not index:
         index_rate = 0.0  # no index chosen in the WebUI: none is used
-    elif not voice_has_index:
+    elif index_mode == "none":
         notes.append("this voice has no index in the host's catalog: converted without one")
         index_rate = 0.0
     resample_sr = int(_number(kw, "resample_sr", 0))
-    params = {
+    params: dict[str, Any] = {
         "f0_up_key": f0_up_key,
         "f0_method": kw.get("pitch_collection_method") or "harvest",
         "index_rate": index_rate,
@@ -107,17 +125,9 @@ def rvc_call(kw: Mapping[str, Any], voice_has_index: bool) -> HostCall:
         "rms_mix_rate": _number(kw, "rms_mix_rate", 1.0),
         "protect": _number(kw, "protect", 0.33),
     }
+    if index_mode == "param":
+        params["index"] = index
     return HostCall(prompt=None, params=params, audio=samples, sample_rate=rate, notes=notes)
-
-
-def musicgen_output(audio: np.ndarray, sample_rate: int, tokens: Any) -> dict[str, Any]:
-    """``{"audio_out": (sr, float32 (T,) or (T, C)), "tokens": ...}`` from the host's (C, T) audio."""
-    return {"audio_out": (int(sample_rate), webui_layout(audio, np.float32)), "tokens": tokens}
-
-
-def rvc_output(audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
-    """``{"audio_out": (sr, int16 (T,))}`` from the host's int16 audio."""
-    return {"audio_out": (int(sample_rate), webui_layout(audio, np.int16))}
 
 
 def webui_layout(audio: np.ndarray, dtype: type) -> np.ndarray:
@@ -177,6 +187,22 @@ def _gradio_audio(value: Any, label: str) -> tuple[int, np.ndarray]:
     if samples.ndim not in (1, 2) or samples.size == 0:
         raise InputError(f"{label} must hold samples shaped (T,) or (T, channels), got {samples.shape}")
     return int(rate), np.ascontiguousarray(samples)
+
+
+def _seed(value: Any) -> int:
+    """The WebUI's seed (a Textbox string such as ``"123"``, or a number from an API caller) as an int."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return -1
+    try:
+        return int(str(value).strip()) if not isinstance(value, float) else int(value)
+    except ValueError:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise InputError(f"seed must be a whole number (-1: random), got {value!r}") from None
+        if not number.is_integer():
+            raise InputError(f"seed must be a whole number (-1: random), got {value!r}") from None
+        return int(number)
 
 
 def _number(kw: Mapping[str, Any], key: str, default: float) -> float:

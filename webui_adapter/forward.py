@@ -4,10 +4,12 @@ Shared by the decorator extension (``main.py``), the old-WebUI patch (``patch.py
 (``ui.py``). Runs in the WebUI's request thread; one client (one socket, one I/O thread) per process,
 shared by every thread, created on first use and kept across host restarts (ZeroMQ reconnects).
 
+Nothing needs configuring: the WebUI's model names go to the host as they are (see ``routing``).
 Settings come from the environment, so a WebUI needs no new config file:
 
 * ``MODELHOST_ADDRESS`` / ``MODELHOST_TOKEN``: which host (default: this user's local socket);
-* ``MODELHOST_WEBUI_MODELS``: ``WEBUI_NAME=HOST_MODEL,...`` where names differ (see ``routing``);
+* ``MODELHOST_WEBUI_MODELS``: ``WEBUI_NAME=HOST_MODEL,...``, only where a hand-written catalog names
+  a model differently and nothing else finds it;
 * ``MODELHOST_WEBUI_FALLBACK=local``: when no host answers, or it serves no model for the WebUI's
   choice, run the WebUI's own (in-process) function instead of failing.
 """
@@ -15,21 +17,19 @@ Settings come from the environment, so a WebUI needs no new config file:
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from modelhost.client import Client, HostUnavailableError, RequestError
+import numpy as np
+
+from modelhost.client import Client, HostUnavailableError, RequestError, UnknownModelError
 from modelhost.client.address import default_address
 from webui_adapter import convert, routing
+from webui_adapter.progress import ProgressFn
 
-ProgressFn = Callable[[int, int], None]
-
-
-def console_progress(step: int, total: int) -> None:
-    """Host progress on the console, as audiocraft prints it with ``progress=True``."""
-    if total > 1:  # an RVC conversion has no steps to show
-        print(f"\r{step: 6d} / {total: 6d}", end="\n" if step >= total else "", flush=True)
+AUDIOGEN_HUB_ID = "facebook/audiogen-medium"  # the WebUI loads AudioGen for exactly this name, MusicGen otherwise
 
 
 class HostDownError(RuntimeError):
@@ -67,14 +67,21 @@ class Settings:
 
 @dataclass(frozen=True)
 class Forwarded:
-    """A call's WebUI-shaped result, and what the host did (for metadata and logs)."""
+    """A call's result in the WebUI's layout, and what the host did (for metadata and logs)."""
 
-    output: dict[str, Any]
+    audio_out: tuple[int, np.ndarray]  # (rate, float32 (T,) or (T, C)) for MusicGen/AudioGen, (rate, int16 (T,)) for RVC
+    tokens: np.ndarray | None  # MusicGen's (K, T) codes; None for AudioGen and RVC
     model: str
     params: dict[str, Any]
     info: dict[str, Any]
     timings_ns: dict[str, int]
     notes: list[str]
+
+    def webui_output(self, kind: str) -> dict[str, Any]:
+        """What the WebUI's own function returns: ``{"audio_out", "tokens"}`` (a torch tensor) or ``{"audio_out"}``."""
+        if kind == "rvc":
+            return {"audio_out": self.audio_out}
+        return {"audio_out": self.audio_out, "tokens": convert.tokens_tensor(self.tokens)}
 
 
 class Forwarder:
@@ -99,36 +106,55 @@ class Forwarder:
         except HostUnavailableError as exc:
             raise self._host_down(exc) from None
 
+    def unload(self, names: list[str]) -> list[str]:
+        """Unload these host models; returns one line per model saying what happened."""
+        lines = []
+        for name in names:
+            try:
+                self.client.unload(name)
+                lines.append(f"{name}: unloaded")
+            except HostUnavailableError as exc:
+                raise self._host_down(exc) from None
+            except RequestError as exc:
+                lines.append(f"{name}: {exc.message}")
+        return lines
+
     def forward(self, kind: str, kw: Mapping[str, Any], progress: ProgressFn | None = None) -> Forwarded:
         """Run a ``kind`` ("musicgen" or "rvc") call with TTS-WebUI parameters ``kw`` on the host."""
+        models: list[dict[str, Any]] = []
+        route = None
         try:
             # ps per call (a fraction of a millisecond beside a generation) so a catalog change or a
             # restarted host is seen at once, with no cache to go stale
-            model = routing.resolve(kind, kw.get(convert.MODEL_KEY[kind]), self.models(), self.settings.model_map)
-            call = self._host_call(kind, kw, model)
-            result = self.client.generate(model["name"], call.prompt, audio=call.audio, sample_rate=call.sample_rate,
+            models = self.models()
+            route = routing.resolve(kind, kw.get(convert.MODEL_KEY[kind]), models, self.settings.model_map)
+            call = self._host_call(kind, kw, route)
+            result = self.client.generate(route.name, call.prompt, audio=call.audio, sample_rate=call.sample_rate,
                                           params=call.params, progress=progress)
         except HostUnavailableError as exc:
             raise self._host_down(exc) from None
         except routing.NotServedError as exc:
             raise NotServedError(f"modelhost: {exc}") from None
-        except convert.InputError as exc:
+        except UnknownModelError as exc:
+            message = routing.not_served_message(kind, route.name if route else "?", exc.message, models)
+            raise NotServedError(f"modelhost: {message}") from None
+        except (convert.InputError, routing.NoChoiceError) as exc:
             raise ForwardError(f"modelhost: {exc}") from None
         except RequestError as exc:
             raise ForwardError(f"modelhost: {exc.message} [{exc.code}]") from None
         if kind == "rvc":
-            output = convert.rvc_output(result.audio, result.sample_rate)
+            audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.int16))
         else:
-            tokens = convert.tokens_tensor(result.info.get("tokens")) if model["backend"] == "musicgen" else None
-            output = convert.musicgen_output(result.audio, result.sample_rate, tokens)
+            audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.float32))
+        tokens = result.info.get("tokens") if kind == "musicgen" else None
         info = {k: v for k, v in result.info.items() if k != "tokens"}
-        return Forwarded(output, model["name"], call.params, info, result.timings_ns, call.notes)
+        return Forwarded(audio_out, tokens, route.name, call.params, info, result.timings_ns, call.notes)
 
     def call_or_fallback(self, kind: str, kw: Mapping[str, Any], local: Callable[[], Any],
                          progress: ProgressFn | None = None) -> dict[str, Any]:
-        """``forward(...).output``; with the fallback on, ``local()`` where the host cannot serve the call."""
+        """``forward(...).webui_output()``; with the fallback on, ``local()`` where the host cannot serve the call."""
         try:
-            return self.forward(kind, kw, progress).output
+            return self.forward(kind, kw, progress).webui_output(kind)
         except (HostDownError, NotServedError):
             if self.settings.fallback_local:
                 return local()
@@ -140,16 +166,34 @@ class Forwarder:
                 self._client.close()
                 self._client = None
 
-    def _host_call(self, kind: str, kw: Mapping[str, Any], model: Mapping[str, Any]) -> convert.HostCall:
-        source = model.get("source") or {}
+    def _host_call(self, kind: str, kw: Mapping[str, Any], route: routing.Route) -> convert.HostCall:
         if kind == "rvc":
-            return convert.rvc_call(kw, voice_has_index=bool(source.get("index")))
-        wants_melody = "melody" in str(kw.get("model_name")) or "melody" in str(source.get("checkpoint"))
-        return convert.musicgen_call(kw, wants_melody=wants_melody, wants_tokens=model["backend"] == "musicgen")
+            return convert.rvc_call(kw, index_mode=_index_mode(route))
+        backend = route.backend or ("audiogen" if route.name == AUDIOGEN_HUB_ID else "musicgen")
+        # the WebUI's own rule: a melody is used when the chosen name says "melody"
+        wants_melody = "melody" in str(kw.get("model_name")) or "melody" in str(route.source.get("checkpoint"))
+        return convert.musicgen_call(kw, wants_melody=wants_melody, wants_tokens=backend == "musicgen")
 
     def _host_down(self, exc: Exception) -> HostDownError:
         return HostDownError(
-            f"modelhost: no host answers at {self.settings.address} ({exc}). Start it with `modelhost serve` "
-            "(or `systemctl --user start modelhost`), or point MODELHOST_ADDRESS at it; to run the model in this "
-            "WebUI process instead while the host is down, set MODELHOST_WEBUI_FALLBACK=local."
+            f"modelhost: no host answers at {self.settings.address} ({exc}). Start it with "
+            "`modelhost serve --webui YOUR_WEBUI_DIR` (or `systemctl --user start modelhost`), or point "
+            "MODELHOST_ADDRESS at it; to run the model in this WebUI process instead while the host is down, "
+            "set MODELHOST_WEBUI_FALLBACK=local."
         )
+
+
+def as_ui_error(exc: Exception) -> Exception:
+    """The error to raise inside a Gradio handler: a ``gr.Error`` (Gradio shows its message in the UI;
+    other exceptions only as "Error"), where Gradio is loaded."""
+    gradio = sys.modules.get("gradio")
+    if gradio is not None and hasattr(gradio, "Error"):
+        return gradio.Error(str(exc))
+    return exc
+
+
+def _index_mode(route: routing.Route) -> str:
+    """How this voice takes the WebUI's index choice (see ``convert.rvc_call``)."""
+    if route.row is None or route.source.get("index_root"):
+        return "param"  # a WebUI voice: the host finds the index the WebUI names
+    return "catalog" if route.source.get("index") else "none"

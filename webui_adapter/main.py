@@ -7,25 +7,29 @@ defines exactly one, ``decorator_modelhost``: calls with ``_type == "musicgen"``
 AudioGen) or ``"rvc"`` go to the host and come back in the shapes the WebUI's own function returns,
 so saving, metadata, history and both UIs work unchanged; every other call runs untouched.
 
-Register it in the WebUI's ``extensions.external.json`` (see ``webui_adapter/extensions.external.json``).
-Importing this module imports no torch and opens no socket; the first forwarded call connects.
-Progress: the host's steps go to the call's ``progress`` callable where it passes one (a Gradio
-``gr.Progress``), else to the console in audiocraft's own format.
+The WebUI calls with keywords only: the UI's inputs, ``outputs`` (its output components) and
+``_type``; MusicGen's ``seed`` is a string. The model names it sends (hub ids, folder paths, voices
+like ``singers/alice``) go to the host as they are: a host started with ``--webui`` serves them.
+
+Register it with ``modelhost webui install WEBUI_DIR`` (it installs this package into each of the
+WebUI's Python environments and merges the entry of ``webui_adapter/extensions.external.json`` into
+the WebUI's). Importing this module imports no torch and opens no socket; the first forwarded call
+connects. Progress goes to the running Gradio event's progress bar, else to the console
+(``progress.py``). Runs in the WebUI's request threads.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from webui_adapter import convert
-from webui_adapter.forward import ForwardError, Forwarder, HostDownError, console_progress
+from webui_adapter import convert, progress
+from webui_adapter.forward import ForwardError, Forwarder, HostDownError, as_ui_error
 
-SNIPPET = Path(__file__).with_name("extensions.external.json")  # what a WebUI's extensions.external.json needs
+SNIPPET = Path(__file__).with_name("extensions.external.json")  # the entry a WebUI's extensions.external.json needs
 _FORWARDER: Forwarder | None = None
 _FORWARDER_LOCK = threading.Lock()
 
@@ -47,9 +51,9 @@ def decorator_modelhost(fn: Callable[..., Any]) -> Callable[..., Any]:
         kw = convert.call_kwargs(kind, args, kwargs)
         try:
             return forwarder().call_or_fallback(kind, kw, local=lambda: fn(*args, **kwargs),
-                                                progress=_progress_for(kwargs.get("progress")))
+                                                progress=progress.for_call(kwargs.get("progress")))
         except (HostDownError, ForwardError) as exc:
-            shown = _shown_in_ui(exc)
+            shown = as_ui_error(exc)
             if shown is exc:
                 raise
             raise shown from exc
@@ -64,18 +68,3 @@ def forwarder() -> Forwarder:
         if _FORWARDER is None:
             _FORWARDER = Forwarder()
         return _FORWARDER
-
-
-def _progress_for(progress: Any) -> Callable[[int, int], None]:
-    if callable(progress):  # gr.Progress takes ((step, total), desc=...)
-        return lambda step, total: progress((step, total), desc="modelhost")
-
-    return console_progress
-
-
-def _shown_in_ui(exc: Exception) -> Exception:
-    """Gradio shows a ``gr.Error``'s message in the UI (other exceptions only as "Error")."""
-    gradio = sys.modules.get("gradio")
-    if gradio is not None and hasattr(gradio, "Error"):
-        return gradio.Error(str(exc))
-    return exc

@@ -1,95 +1,155 @@
-"""The light UI: a Gradio app whose MusicGen, AudioGen and RVC tabs generate on the host.
+"""The light UI: a Gradio app that generates on the host, and a backend for TTS-WebUI's React UI.
 
 It loads no model and imports no torch, so it starts in seconds, and any number of instances (on
-4200, 4201, ...) share the host's resident models. Its Gradio API matches TTS-WebUI's: ``/musicgen``
-(text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed,
-use_multi_band_diffusion) and ``/rvc`` (pitch_up_key, original_audio_path, index_path,
-pitch_collection_method, model_path, index_rate, filter_radius, resample_sr, rms_mix_rate, protect),
-each returning (audio_out, metadata, folder_root), so TTS-WebUI's React UI works against it with
-``GRADIO_BACKEND=http://127.0.0.1:4200/``. Model lists come from the host's ``ps``; progress bars
-from the host's progress events. Handlers run in Gradio's worker threads.
+4200, 4201, ...) share the host's resident models. Its Gradio API is the one the React UI's
+MusicGen/AudioGen and RVC pages call (``react-ui/src/pages/api/gradio/[name].tsx`` in
+rsxdalv/TTS-WebUI 8c9046b), with the WebUI's names and shapes:
+
+* ``/musicgen`` (text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed,
+  use_multi_band_diffusion) and ``/rvc`` (pitch_up_key, original_audio_path, index_path,
+  pitch_collection_method, model_path, index_rate, filter_radius, resample_sr, rms_mix_rate,
+  protect), each returning [audio, metadata, folder_root]; the result is saved under the WebUI root
+  in the WebUI's output layout (``outputs.py``), so React's History and Favorites show it;
+* ``/musicgen_audiogen_get_models``, ``/rvc_model_reload``, ``/rvc_index_reload``: a choices update
+  (``[[label, value], ...]``) read from the WebUI root and the host's ``ps`` (``webui_models.py``);
+* ``/musicgen_audiogen_unload_model``, ``/rvc_unload_model`` (and ``/rvc_model_unload``, the name in
+  React's own route table): unload those models on the host;
+* ``/musicgen_audiogen_open_model_dir``, ``/rvc_model_open``, ``/rvc_index_open``: the folder's path
+  (a headless host cannot open a window).
+
+Model and index inputs accept any value (React opens a new Gradio session per call, so a choice
+list could never be current); the host says clearly when it serves no such model. Handlers run in
+Gradio's worker threads.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 
-from webui_adapter import convert, routing
-from webui_adapter.forward import ForwardError, Forwarded, Forwarder, HostDownError
+from webui_adapter import outputs, routing, webui_models
+from webui_adapter.forward import ForwardError, Forwarder, HostDownError
 
-PITCH_METHODS = ["harvest", "pm", "crepe", "rmvpe"]
+PITCH_METHODS = ["harvest", "pm", "crepe", "rmvpe", "fcpe"]
+MUSICGEN_INPUTS = ("text", "melody", "model_name", "duration", "topk", "topp", "temperature", "cfg_coef", "seed",
+                   "use_multi_band_diffusion")
+RVC_INPUTS = ("pitch_up_key", "original_audio_path", "index_path", "pitch_collection_method", "model_path",
+              "index_rate", "filter_radius", "resample_sr", "rms_mix_rate", "protect")
 
 
-def build(fwd: Forwarder) -> gr.Blocks:
-    """The app (not launched)."""
+class Backend:
+    """What the endpoints do, apart from Gradio's layout: generate and save, list, unload, name folders."""
 
-    def run(kind: str, kw: dict[str, Any], progress: gr.Progress) -> tuple[Any, dict[str, Any], str]:
+    def __init__(self, fwd: Forwarder, root: Path) -> None:
+        self.fwd = fwd
+        self.root = Path(root).absolute()
+
+    def generate(self, kind: str, kw: dict[str, Any], progress: gr.Progress) -> tuple[Any, dict[str, Any], str]:
+        report = lambda step, total: progress((step, total), desc="generating on the host", unit="steps")  # noqa: E731
         try:
-            done = fwd.forward(kind, kw, progress=lambda step, total: progress((step, total), desc="generating on the host"))
+            done = self.fwd.forward(kind, kw, progress=report)
         except (HostDownError, ForwardError) as exc:
             raise gr.Error(str(exc)) from None
-        return done.output["audio_out"], _metadata(kind, kw, done), ""
+        save = outputs.save_rvc if kind == "rvc" else outputs.save_musicgen
+        metadata, folder_root = save(self.root, kw, done)
+        return done.audio_out, metadata, folder_root
 
-    def musicgen(text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed,
-                 use_multi_band_diffusion, progress=gr.Progress()):
-        return run("musicgen", {"text": text, "melody": melody, "model_name": model_name, "duration": duration,
-                                "topk": topk, "topp": topp, "temperature": temperature, "cfg_coef": cfg_coef,
-                                "seed": seed, "use_multi_band_diffusion": use_multi_band_diffusion}, progress)
+    def host_models(self) -> list[dict[str, Any]]:
+        try:
+            return self.fwd.models()
+        except HostDownError as exc:
+            raise gr.Error(str(exc)) from None
 
-    def audiogen(text, model_name, duration, topk, topp, temperature, cfg_coef, seed, progress=gr.Progress()):
-        return musicgen(text, None, model_name, duration, topk, topp, temperature, cfg_coef, seed, False, progress)
+    def unload(self, kind: str) -> str:
+        """Unload every model of this kind the host holds (the WebUI unloads its one model per kind)."""
+        families = routing.FAMILIES[kind]
+        held = [m["name"] for m in self.host_models()
+                if m.get("backend") in families and m.get("state") in ("ready", "warm", "loading")]
+        if not held:
+            message = f"modelhost: the host holds no {'/'.join(families)} model"
+        else:
+            try:
+                message = "modelhost: " + "; ".join(self.fwd.unload(held))
+            except HostDownError as exc:
+                raise gr.Error(str(exc)) from None
+        gr.Info(message)
+        return message
+
+    def folder(self, path: Path) -> str:
+        gr.Info(f"Models folder: {path}")
+        return str(path)
+
+
+def build(fwd: Forwarder, root: Path) -> gr.Blocks:
+    """The app (not launched); results are saved under the WebUI root ``root``."""
+    be = Backend(fwd, root)
+
+    def musicgen(text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed, use_multi_band_diffusion,
+                 progress=gr.Progress()):
+        values = (text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed, use_multi_band_diffusion)
+        return be.generate("musicgen", dict(zip(MUSICGEN_INPUTS, values)), progress)
 
     def rvc(pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
             filter_radius, resample_sr, rms_mix_rate, protect, progress=gr.Progress()):
-        args = (pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
-                filter_radius, resample_sr, rms_mix_rate, protect)
-        return run("rvc", convert.call_kwargs("rvc", args, {}), progress)
+        values = (pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
+                  filter_radius, resample_sr, rms_mix_rate, protect)
+        return be.generate("rvc", dict(zip(RVC_INPUTS, values)), progress)
 
-    def refresh():
+    def musicgen_models():
+        return gr.Dropdown(choices=webui_models.musicgen_choices(be.root, be.host_models()))
+
+    def rvc_models():
+        return gr.Dropdown(choices=webui_models.rvc_voices(be.root, be.host_models()))
+
+    def rvc_indexes():
+        return gr.Dropdown(choices=webui_models.rvc_indexes(be.root, be.host_models()))
+
+    def on_page_load():
         try:
             models = fwd.models()
         except HostDownError as exc:
-            return (f"**Host down.** {exc}", *[gr.Dropdown() for _ in range(4)])
-        music = [m["name"] for m in models if m.get("backend") == "musicgen"]
-        sound = [m["name"] for m in models if m.get("backend") == "audiogen"]
-        voices = routing.choices("rvc", models)
-        return (_table(models), _dropdown(music), _dropdown(sound), _dropdown(voices),
-                gr.Dropdown(choices=["", *_indexes(models)]))
+            return (f"**Host down.** {exc}", gr.Dropdown(), gr.Dropdown(), gr.Dropdown())
+        return (_table(models), gr.Dropdown(choices=webui_models.musicgen_choices(be.root, models)),
+                gr.Dropdown(choices=webui_models.rvc_voices(be.root, models)),
+                gr.Dropdown(choices=[("(none)", ""), *webui_models.rvc_indexes(be.root, models)]))
 
     with gr.Blocks(title="modelhost") as app:
-        gr.Markdown(f"## modelhost\nGeneration runs on the host at `{fwd.settings.address}`; models stay resident there.")
+        gr.Markdown(f"## modelhost\nGeneration runs on the host at `{fwd.settings.address}`; models stay resident "
+                    f"there. Results are saved under `{be.root / outputs.OUTPUTS}`.")
         with gr.Accordion("Models on the host", open=False):
             table = gr.Markdown()
-            reload = gr.Button("Refresh", size="sm")
-        with gr.Tab("MusicGen"):
+        with gr.Tab("MusicGen + AudioGen"):
             with gr.Row(equal_height=False):
                 with gr.Column():
                     m_text = gr.Textbox(label="Prompt", lines=3, placeholder="lo-fi hip hop beat")
-                    m_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, elem_id="musicgen-model")
+                    with gr.Row():
+                        m_model = gr.Dropdown(label="Model", choices=list(webui_models.MUSICGEN_PICKER),
+                                              value="facebook/musicgen-small", allow_custom_value=True,
+                                              elem_id="musicgen-model", scale=4)
+                        m_refresh = gr.Button("Refresh", size="sm", scale=1)
+                        m_open = gr.Button("Folder", size="sm", scale=1)
                     m_melody = gr.Audio(label="Melody (optional, melody models)", type="numpy", sources=["upload"])
                     m_go = gr.Button("Generate", variant="primary", elem_id="musicgen-generate")
                 with gr.Column():
                     m_gen = _generation_controls()
                     m_mbd = gr.Checkbox(label="Use Multi-Band Diffusion", value=False)
+                    m_unload = gr.Button("Unload Model", variant="stop", size="sm")
             m_out = _outputs("musicgen")
-        with gr.Tab("AudioGen"):
-            with gr.Row(equal_height=False):
-                with gr.Column():
-                    a_text = gr.Textbox(label="Prompt", lines=3, placeholder="dog barking in the rain")
-                    a_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, elem_id="audiogen-model")
-                    a_go = gr.Button("Generate", variant="primary", elem_id="audiogen-generate")
-                with gr.Column():
-                    a_gen = _generation_controls()
-            a_out = _outputs("audiogen")
         with gr.Tab("RVC"):
             with gr.Row(equal_height=False):
                 with gr.Column():
-                    r_model = gr.Dropdown(label="Voice", choices=[], allow_custom_value=True, elem_id="rvc-model")
-                    r_index = gr.Dropdown(label="Index (the voice's own, from the host's catalog; empty: none)",
-                                          choices=[""], value="", allow_custom_value=True)
+                    with gr.Row():
+                        r_model = gr.Dropdown(label="Voice", choices=[], allow_custom_value=True, elem_id="rvc-model", scale=4)
+                        r_model_refresh = gr.Button("Refresh", size="sm", scale=1)
+                        r_model_open = gr.Button("Folder", size="sm", scale=1)
+                    with gr.Row():
+                        r_index = gr.Dropdown(label="Index (empty: none)", choices=[("(none)", "")], value="",
+                                              allow_custom_value=True, scale=4)
+                        r_index_refresh = gr.Button("Refresh", size="sm", scale=1)
+                        r_index_open = gr.Button("Folder", size="sm", scale=1)
                     r_key = gr.Textbox(label="Semitone shift", value="0")
                     r_method = gr.Radio(PITCH_METHODS, label="Pitch Collection Method", value="harvest")
                     r_index_rate = gr.Slider(0.0, 1.0, value=0.66, step=0.01, label="Search Feature Ratio")
@@ -97,61 +157,59 @@ def build(fwd: Forwarder) -> gr.Blocks:
                     r_resample = gr.Slider(0, 48000, value=0, step=1, label="Resample to (0: the voice's rate)")
                     r_rms = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Voice Envelope Normalization")
                     r_protect = gr.Slider(0.0, 0.5, value=0.33, step=0.01, label="Protect Breath Sounds")
+                    r_unload = gr.Button("Unload Model", variant="stop", size="sm")
+                    r_unload_alias = gr.Button(visible=False)  # React's route table calls /rvc_model_unload
                 with gr.Column():
                     r_input = gr.Audio(label="Original Audio", type="filepath", sources=["upload"], elem_id="rvc-input")
                     r_go = gr.Button("Convert", variant="primary", elem_id="rvc-generate")
             r_out = _outputs("rvc")
+        answer = gr.Textbox(visible=False)  # what the folder and unload endpoints answer
 
         m_go.click(musicgen, [m_text, m_melody, m_model, *m_gen, m_mbd], m_out, api_name="musicgen")
-        a_go.click(audiogen, [a_text, a_model, *a_gen], a_out, api_name="audiogen")
         r_go.click(rvc, [r_key, r_input, r_index, r_method, r_model, r_index_rate, r_filter, r_resample, r_rms,
                          r_protect], r_out, api_name="rvc")
-        lists = [table, m_model, a_model, r_model, r_index]
-        reload.click(refresh, None, lists, api_name="models")
-        app.load(refresh, None, lists, api_name=False)
+        m_refresh.click(musicgen_models, None, m_model, api_name="musicgen_audiogen_get_models")
+        r_model_refresh.click(rvc_models, None, r_model, api_name="rvc_model_reload")
+        r_index_refresh.click(rvc_indexes, None, r_index, api_name="rvc_index_reload")
+        _answer(m_open, lambda: be.folder(webui_models.musicgen_dir(be.root)), answer, "musicgen_audiogen_open_model_dir")
+        _answer(r_model_open, lambda: be.folder(webui_models.checkpoints_dir(be.root)), answer, "rvc_model_open")
+        _answer(r_index_open, lambda: be.folder(webui_models.checkpoints_dir(be.root)), answer, "rvc_index_open")
+        _answer(m_unload, lambda: be.unload("musicgen"), answer, "musicgen_audiogen_unload_model")
+        _answer(r_unload, lambda: be.unload("rvc"), answer, "rvc_unload_model")
+        _answer(r_unload_alias, lambda: be.unload("rvc"), answer, "rvc_model_unload")
+        app.load(on_page_load, None, [table, m_model, r_model, r_index], api_name=False)
     return app
 
 
-def launch(fwd: Forwarder, port: int, listen: str = "127.0.0.1") -> None:
+def launch(fwd: Forwarder, root: Path, port: int, listen: str = "127.0.0.1") -> None:
     """Serve the app until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    app = build(fwd)
+    app = build(fwd, root)
     app.queue(default_concurrency_limit=8)  # the host queues per model; the UI need not serialize
     app.launch(server_name=listen, server_port=port, show_error=True, inbrowser=False)
 
 
+def _answer(button: gr.Button, fn: Callable[[], str], out: gr.Textbox, api_name: str) -> None:
+    button.click(fn, None, out, api_name=api_name)
+
+
 def _generation_controls() -> list[gr.components.Component]:
-    """duration, topk, topp, temperature, cfg_coef, seed: TTS-WebUI's controls and defaults."""
+    """duration, topk, topp, temperature, cfg_coef, seed: TTS-WebUI's controls and defaults (duration
+    from React's 0.5 s; seed a Textbox, as in the WebUI)."""
     return [
-        gr.Slider(1, 360, value=10, step=0.5, label="Duration (s)"),
+        gr.Slider(0.5, 360, value=10, step=0.5, label="Duration (s)"),
         gr.Number(label="Top-k", value=250, precision=0),
-        gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Top-p"),
-        gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="Temperature"),
+        gr.Slider(0.0, 1.5, value=0.0, step=0.01, label="Top-p"),
+        gr.Slider(0.0, 1.5, value=1.0, step=0.01, label="Temperature"),
         gr.Slider(0.0, 10.0, value=3.0, step=0.1, label="Classifier Free Guidance"),
-        gr.Number(label="Seed (-1: random)", value=-1, precision=0),
+        gr.Textbox(label="Seed (-1: random)", value="-1"),
     ]
 
 
 def _outputs(kind: str) -> list[gr.components.Component]:
     return [gr.Audio(label="Result", type="numpy", interactive=False, elem_id=f"{kind}-result"),
-            gr.JSON(label="Metadata", visible=False), gr.Textbox(visible=False)]
-
-
-def _metadata(kind: str, kw: dict[str, Any], done: Forwarded) -> dict[str, Any]:
-    """What a WebUI records with a generation, plus what the host did."""
-    shown = {k: v for k, v in kw.items() if k not in ("melody", "original_audio_path")}
-    return {"_type": kind, **shown, "host_model": done.model, "host_params": done.params, **done.info,
-            "timings_ms": {k.removesuffix("_ns"): round(v / 1e6, 2) for k, v in done.timings_ns.items()},
-            "notes": done.notes}
-
-
-def _indexes(models: list[dict[str, Any]]) -> list[str]:
-    paths = [(m.get("source") or {}).get("index") for m in models if m.get("backend") == "rvc"]
-    return sorted({os.path.splitext(os.path.basename(p))[0] for p in paths if p})
-
-
-def _dropdown(names: list[str]) -> gr.Dropdown:
-    return gr.Dropdown(choices=names, value=names[0] if names else None)
+            gr.JSON(label="Metadata", visible=False), gr.Textbox(label="Saved in", interactive=False,
+                                                                  elem_id=f"{kind}-folder")]
 
 
 def _table(models: list[dict[str, Any]]) -> str:
