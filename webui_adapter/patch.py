@@ -17,7 +17,8 @@ the mid-2024 code, same since ``5ced340``):
   hands the WebUI the host's result instead of loading the diffusion weights in the WebUI.
 * ``src.rvc_tab.rvc_tab.run_rvc`` is replaced by a function with the same signature and return value,
   converting on the host: the early-2024 one (12 arguments, with ``device`` and ``is_half``, which the
-  host decides for itself) or the mid-2024 one (10 arguments), whichever the module defines.
+  host decides for itself) or the mid-2024 one (10 arguments), whichever the module defines. Before
+  ``c716b30`` (2024-04-04) the voice and index were uploaded files: that ``run_rvc`` is left alone.
 
 Limits: the WebUI still imports audiocraft and rvc at start (their code, not their weights), and the
 mid-2024 RVC tab fetches ``hubert_base.pt`` from the hub at import (cached after the first run).
@@ -152,9 +153,14 @@ def patch_diffusion() -> None:
     cls.get_mbd_musicgen = staticmethod(get_mbd_musicgen)
 
 
-def forwarding_run_rvc(fwd: Forwarder, original: Callable[..., Any]) -> Callable[..., Any]:
-    """A ``run_rvc`` with the signature and return value of the one the module defines, converting on the host."""
-    if "is_half" in inspect.signature(original).parameters:
+def forwarding_run_rvc(fwd: Forwarder, original: Callable[..., Any]) -> Callable[..., Any] | None:
+    """A ``run_rvc`` with the signature and return value of the one the module defines, converting on the
+    host; None for the versions before ``c716b30`` (2024-04-04), whose voice and index were uploaded
+    files (``tempfile._TemporaryFileWrapper``): a host serves voices it can name, not temporary uploads."""
+    params = inspect.signature(original).parameters
+    if "model_path" in params and "TemporaryFileWrapper" in str(params["model_path"].annotation):
+        return None
+    if "is_half" in params:
         return _run_rvc_early_2024(fwd)
     return _run_rvc_mid_2024(fwd)
 
@@ -196,23 +202,42 @@ def _convert(fwd: Forwarder, *args: Any) -> tuple[int, np.ndarray]:
         raise as_ui_error(exc) from exc
 
 
-def patches(fwd: Forwarder) -> dict[str, Callable[[ModuleType], None]]:
+Patch = Callable[[ModuleType], bool]  # True: the module now generates on the host
+
+
+def patches(fwd: Forwarder) -> dict[str, Patch]:
     """Module name -> what to change in it once it has run."""
 
-    def musicgen(module: ModuleType) -> None:
+    def musicgen(module: ModuleType) -> bool:
+        if not callable(getattr(module, "load_model", None)):
+            return False
         module.load_model = lambda version: HostAudiocraftModel(fwd, version)
         if callable(getattr(module, "generate", None)):
             module.generate = wrap_generate(module.generate)
         patch_diffusion()
+        return True
 
-    def rvc(module: ModuleType) -> None:
-        module.run_rvc = forwarding_run_rvc(fwd, module.run_rvc)
+    def rvc(module: ModuleType) -> bool:
+        replacement = forwarding_run_rvc(fwd, module.run_rvc) if callable(getattr(module, "run_rvc", None)) else None
+        if replacement is None:
+            return False
+        module.run_rvc = replacement
+        return True
 
     return {MUSICGEN_MODULE: musicgen, RVC_MODULE: rvc}
 
 
+def _apply(patch: Patch, module: ModuleType, done: list[str]) -> None:
+    if patch(module):
+        done.append(module.__name__)
+        print(f"modelhost: {module.__name__} now generates on the host", file=sys.stderr, flush=True)
+    else:
+        print(f"modelhost: {module.__name__} is from a WebUI version this patch does not know; it runs in the "
+              "WebUI as before", file=sys.stderr, flush=True)
+
+
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, patch: Callable[[ModuleType], None], done: list[str]) -> None:
+    def __init__(self, loader: Any, patch: Patch, done: list[str]) -> None:
         self._loader, self._patch, self._done = loader, patch, done
 
     def create_module(self, spec: Any) -> Any:
@@ -220,15 +245,13 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        self._patch(module)
-        self._done.append(module.__name__)
-        print(f"modelhost: {module.__name__} now generates on the host", file=sys.stderr, flush=True)
+        _apply(self._patch, module, self._done)
 
 
 class PatchOnImport(importlib.abc.MetaPathFinder):
     """Finds the target modules on the normal path and patches each right after it runs."""
 
-    def __init__(self, table: dict[str, Callable[[ModuleType], None]]) -> None:
+    def __init__(self, table: dict[str, Patch]) -> None:
         self._table = table
         self.patched: list[str] = []
 
@@ -247,8 +270,7 @@ def install(fwd: Forwarder | None = None) -> PatchOnImport:
     hook = PatchOnImport(patches(fwd or Forwarder()))
     for name, patch in hook._table.items():
         if name in sys.modules:
-            patch(sys.modules[name])
-            hook.patched.append(name)
+            _apply(patch, sys.modules[name], hook.patched)
     sys.meta_path.insert(0, hook)
     return hook
 

@@ -115,18 +115,18 @@ def test_sigterm_drains_in_flight_work_refuses_new_work_and_exits_0(own_host) ->
     assert not own_host.socket_path.exists()
 
 
-def test_a_job_past_the_drain_timeout_is_cancelled_with_a_reply(tmp_path) -> None:
+def test_a_job_past_the_drain_timeout_gets_a_shutting_down_reply(tmp_path) -> None:
     h = start_host(CATALOG.replace("drain_timeout_s = 20", "drain_timeout_s = 1"))
     started = threading.Event()
     with Client(h.address) as c:
         job = c.submit("slow", params={"duration_s": 300.0}, progress=lambda s, t: started.set())
         outcome: list[BaseException] = []
-        waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(E.CancelledError, job.result).value))
+        waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(E.ShuttingDownError, job.result).value))
         waiter.start()
         assert started.wait(30)
         h.proc.send_signal(signal.SIGTERM)
         waiter.join(30)
-    assert outcome and "shutdown" in str(outcome[0])
+    assert outcome and "shut down" in str(outcome[0])
     assert h.proc.wait(30) == 0
 
 

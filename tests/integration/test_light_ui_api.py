@@ -178,3 +178,19 @@ def test_a_missing_download_or_bad_value_reaches_the_caller_with_what_to_fix(ui)
         react_musicgen(ui, model_name="facebook/musicgen-large")  # listed by the WebUI, not downloaded
     with pytest.raises(AppError, match=r"temperature must be a number in \(0, 100\]"):
         react_musicgen(ui, temperature=0)
+
+
+def test_a_webui_voice_uses_the_index_the_webui_chose(tree_host, webui_tree, voice_wav) -> None:
+    from webui_adapter.forward import Forwarder, Settings
+
+    fwd = Forwarder(Settings.from_env({"MODELHOST_ADDRESS": tree_host.address}))
+    call = dict(original_audio_path=str(voice_wav), pitch_collection_method="pm", index_rate=0.66)
+    try:
+        chosen = fwd.forward("rvc", {**call, "model_path": "singers/deep/carol", "index_path": BOB_INDEX})
+        windows = fwd.forward("rvc", {**call, "model_path": "bob\\bob", "index_path": BOB_INDEX.replace("/", "\\")})
+        none = fwd.forward("rvc", {**call, "model_path": "bob/bob", "index_path": ""})
+    finally:
+        fwd.close()
+    assert chosen.params["index"] == BOB_INDEX and chosen.info["index"] == str(webui_tree.indexes[BOB_INDEX])
+    assert windows.params["index"] == BOB_INDEX and windows.info["index"] == str(webui_tree.indexes[BOB_INDEX])
+    assert none.params["index"] == "" and none.info["index"] == ""

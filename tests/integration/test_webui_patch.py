@@ -199,3 +199,28 @@ def test_the_patch_says_when_a_webui_has_nothing_it_knows(tmp_path, era_host) ->
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "a newer webui"
     assert "this WebUI version is not patched" in done.stderr
+
+
+RVC_TAB_UPLOADS = '''
+import tempfile
+
+def run_rvc(f0up_key: str, original_audio_path: str, index_path: tempfile._TemporaryFileWrapper, f0method: str,
+            model_path: tempfile._TemporaryFileWrapper, index_rate: float, device: str, is_half: bool,
+            filter_radius: int, resample_sr: int, rms_mix_rate: float, protect: float):
+    return "the WebUI's own run_rvc"
+'''
+
+
+def test_a_webui_whose_rvc_took_uploaded_files_keeps_its_own_rvc(tmp_path, era_host) -> None:
+    """Before c716b30 (checked at c71e1a7, 2024-03-13) the voice and index were uploads: not the host's to serve."""
+    webui = tmp_path / "webui"
+    for rel, text in {"src/__init__.py": "", "src/rvc_tab/__init__.py": "", "src/rvc_tab/rvc_tab.py": RVC_TAB_UPLOADS,
+                      "server.py": "from src.rvc_tab import rvc_tab\nprint(rvc_tab.run_rvc(*range(12)))\n"}.items():
+        (webui / rel).parent.mkdir(parents=True, exist_ok=True)
+        (webui / rel).write_text(textwrap.dedent(text))
+    env = {**os.environ, "MODELHOST_ADDRESS": era_host.address, "PYTHONPATH": _pythonpath()}
+    done = subprocess.run([sys.executable, "-m", "webui_adapter.patch", "server.py"], cwd=webui,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "the WebUI's own run_rvc"
+    assert "src.rvc_tab.rvc_tab is from a WebUI version this patch does not know" in done.stderr
