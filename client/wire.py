@@ -27,6 +27,19 @@ sent without copying and rebuilt with ``frombuffer(...).reshape``, so they stay 
 Decoding is bounded by ``Limits``: total bytes, frame count, map/array/str sizes, nesting depth
 (msgpack's own), array rank, and an array's byte count must match its shape. Every violation
 raises a ``RequestError`` subclass with a code and a message; nothing else escapes ``decode``.
+
+Whose request was it: every error ``decode`` raises carries ``request_id``, the header's "id"
+whenever it can be read (0 only when it cannot), so the error reply reaches the request's caller.
+The id is read before anything can fail on the rest: a message over the size or frame limit is
+answered ``too_large`` with the id read from the header's first bytes (``_ID_SCAN_BYTES``), and a
+bad array is remembered while msgpack runs and raised once the header, and so its id, is known.
+
+Strict types: "v" and "id" are ints (not bools, not floats), the id is in [0, 2**63), "k" is a str;
+``timeout_s`` is finite and > 0, ``keep_alive_s`` finite and >= 0; ``params`` is a tree of maps
+with str keys and lists, at most ``MAX_PARAMS_DEPTH`` deep, of plain values and arrays. Only
+extension types 1 and 2 exist here: msgpack's own Timestamp (ext -1, which msgpack decodes itself
+without calling ``ext_hook``) is kept a ``msgpack.Timestamp`` (``timestamp=0``, never a float that
+would pass as a number) and refused wherever it appears.
 """
 
 from __future__ import annotations
@@ -58,6 +71,12 @@ _EXT_INLINE = 1
 _EXT_FRAME = 2
 _ARRAY_KINDS = "biufc"
 _MAX_NDIM = 32
+_MAX_ID = 2**63  # request ids are in [0, 2**63): int64 everywhere, never a uint64 surprise
+MAX_PARAMS_DEPTH = 16  # a generate's params map counts as level 1
+# How much of a header frame is read to find the id of a message refused before its full decode.
+# The encoder writes "v", "k", "id" first, so the id sits within the first few dozen bytes.
+_ID_SCAN_BYTES = 64 * 1024
+_PLAIN_TYPES = frozenset({str, int, float, bool, bytes, type(None), np.ndarray})  # what msgpack and ext 1/2 build
 
 # Measured with benchmarks/wire_threshold.py: below this size an extra frame costs more than the
 # copy into the header (see benchmarks/README.md for the figures).
@@ -178,33 +197,80 @@ def _buffer_of(frame: Any) -> memoryview:
 
 
 def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS) -> Message:
-    """The message in ``frames``; raises a ``RequestError`` (with the request id when known) if bad."""
+    """The message in ``frames``; raises a ``RequestError`` whose ``request_id`` is the header's id, or 0
+    when that cannot be read."""
     if not frames:
-        raise BadRequestError("empty message: expected a header frame")
-    if len(frames) > limits.max_frames:
-        raise TooLargeError(f"message has {len(frames)} frames, over the limit of {limits.max_frames}")
-    views = [_buffer_of(f) for f in frames]
+        raise BadRequestError("empty message: expected a header frame", request_id=0)
+    head: memoryview | None = None
+    try:
+        head = _buffer_of(frames[0])
+        return _decode(head, frames, limits)
+    except RequestError as exc:
+        if exc.request_id is None:
+            exc.request_id = 0
+        raise
+    except Exception as exc:  # a safety net: whatever a frame holds, only RequestError leaves decode
+        raise BadRequestError(f"message could not be decoded: {type(exc).__name__}: {_brief(exc)}",
+                              request_id=_scan_id(head)) from None
+
+
+def _decode(head: memoryview, frames: Sequence[Any], limits: Limits) -> Message:
+    nframes = len(frames)
+    if nframes > limits.max_frames:
+        raise TooLargeError(f"message has {nframes} frames, over the limit of {limits.max_frames}",
+                            request_id=_scan_id(head))
+    views = [head, *map(_buffer_of, frames[1:])]
     total = sum(v.nbytes for v in views)
     if total > limits.max_message_bytes:
-        raise TooLargeError(f"message is {total} bytes, over the limit of {limits.max_message_bytes}")
-
+        raise TooLargeError(f"message is {total} bytes, over the limit of {limits.max_message_bytes}",
+                            request_id=_scan_id(head))
     used: set[int] = set()
-    header = _unpack_header(views, used, limits)
+    faults: list[RequestError] = []
+    header = _unpack_header(views, used, faults, limits)
     request_id = header.get("id")
-    if not isinstance(request_id, int) or isinstance(request_id, bool) or request_id < 0:
-        raise BadRequestError(f"header field 'id' must be a non-negative int, got {request_id!r}")
+    if type(request_id) is not int or not 0 <= request_id < _MAX_ID:
+        raise BadRequestError(f"header field 'id' must be an int in [0, 2**63), got {_brief(request_id)}", request_id=0)
     try:
-        return _check_header(header, request_id, len(views), used)
+        return _check_header(header, request_id, nframes, used, faults)
     except RequestError as exc:
         exc.request_id = request_id
         raise
 
 
-def _unpack_header(views: list[memoryview], used: set[int], limits: Limits) -> dict[str, Any]:
+def _scan_id(head: memoryview | None) -> int:
+    """The header's id, read from its first ``_ID_SCAN_BYTES`` without building the rest; 0 if not there."""
+    if head is None:
+        return 0
+    found = 0
+    try:
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, timestamp=0, max_buffer_size=_ID_SCAN_BYTES)
+        unpacker.feed(head[:_ID_SCAN_BYTES])
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == "id":
+                value = unpacker.unpack()
+                found = value if type(value) is int and 0 <= value < _MAX_ID else 0  # the last "id" wins, as in a dict
+            else:
+                unpacker.skip()
+    except Exception:  # not a map, cut short, or garbage after the id: what was read stands
+        pass
+    return found
+
+
+def _unpack_header(views: list[memoryview], used: set[int], faults: list[RequestError], limits: Limits) -> dict[str, Any]:
     nframes = len(views)
 
     def ext_hook(code: int, data: bytes) -> Any:
-        return _unpack_array(code, data, views, used, nframes)
+        # Raising here would lose the request id (msgpack has not returned the header yet): the first
+        # bad array is kept and raised by _check_header; the rest are not even parsed.
+        if faults:
+            return None
+        try:
+            return _unpack_array(code, data, views, used, nframes)
+        except RequestError as exc:
+            faults.append(exc)
+        except Exception as exc:
+            faults.append(BadRequestError(f"an array could not be decoded: {type(exc).__name__}: {_brief(exc)}"))
+        return None
 
     head = views[0]
     try:
@@ -212,6 +278,7 @@ def _unpack_header(views: list[memoryview], used: set[int], limits: Limits) -> d
             head,
             raw=False,
             ext_hook=ext_hook,
+            timestamp=0,  # ext -1 stays a msgpack.Timestamp, refused by the type checks (1..3 would pass it as a number)
             strict_map_key=True,
             max_str_len=limits.max_message_bytes,
             max_bin_len=limits.max_message_bytes,
@@ -219,37 +286,40 @@ def _unpack_header(views: list[memoryview], used: set[int], limits: Limits) -> d
             max_map_len=100_000,
             max_ext_len=limits.max_message_bytes,
         )
-    except RequestError:
-        raise
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"header frame is not valid msgpack: {type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # msgpack raises a few undocumented types on garbage; none may escape
-        raise BadRequestError(f"header frame could not be decoded: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # msgpack raises several types on garbage (FormatError, StackError, ValueError, ...)
+        raise BadRequestError(f"header frame is not valid msgpack: {type(exc).__name__}: {_brief(exc)}",
+                              request_id=_scan_id(head)) from None
     if not isinstance(header, dict):
-        raise BadRequestError(f"header must be a msgpack map, got {type(header).__name__}")
+        raise BadRequestError(f"header must be a msgpack map, got {type(header).__name__}", request_id=0)
     return header
 
 
-def _check_header(header: dict[str, Any], request_id: int, nframes: int, used: set[int]) -> Message:
+def _check_header(header: dict[str, Any], request_id: int, nframes: int, used: set[int], faults: list[RequestError]) -> Message:
     version = header.get("v")
+    if version is not None and type(version) is not int:
+        raise BadRequestError(f"header field 'v' (the protocol version) must be an int, got {type(version).__name__}")
     if version != PROTOCOL_VERSION:
         raise VersionMismatchError(
-            f"protocol version {version!r} is not supported; this side speaks version {PROTOCOL_VERSION}: "
+            f"protocol version {_brief(version)} is not supported; this side speaks version {PROTOCOL_VERSION}: "
             "upgrade modelhost so host and client match"
         )
     kind = header.get("k")
-    if not isinstance(kind, str) or kind not in BODY_SCHEMA:
-        raise UnknownKindError(f"unknown message kind {kind!r}; known kinds: {', '.join(sorted(BODY_SCHEMA))}")
+    if type(kind) is not str or kind not in BODY_SCHEMA:
+        raise UnknownKindError(f"unknown message kind {_brief(kind)}; known kinds: {', '.join(sorted(BODY_SCHEMA))}")
     unknown_keys = set(header) - {"v", "k", "id", "b", "t"}
     if unknown_keys:
-        raise BadRequestError(f"unknown header fields: {', '.join(sorted(map(str, unknown_keys)))}")
+        raise BadRequestError(f"unknown header fields: {', '.join(sorted(_brief(k, 40) for k in unknown_keys))}")
+    if faults:
+        raise faults[0]
     body = header.get("b", {})
     if not isinstance(body, dict):
         raise BadRequestError(f"header field 'b' (the body) must be a map, got {type(body).__name__}")
     token = header.get("t")
     if token is not None and not isinstance(token, str):
         raise BadRequestError("header field 't' (the token) must be a string")
-    if kind not in _FREE_FORM:
+    if kind in _FREE_FORM:
+        _check_tree(body, f"a {kind!r} body", max_depth=None)
+    else:
         _check_body(kind, body)
     if len(used) != nframes - 1:
         raise BadRequestError(f"message has {nframes - 1} array frames but the body references {len(used)}")
@@ -260,7 +330,7 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
     schema = BODY_SCHEMA[kind]
     for name, value in body.items():
         if name not in schema:
-            raise BadRequestError(f"unknown field {name!r} in a {kind!r} message; known: {', '.join(schema) or 'none'}")
+            raise BadRequestError(f"unknown field {_brief(name)} in a {kind!r} message; known: {', '.join(schema) or 'none'}")
         types, _ = schema[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
@@ -268,6 +338,54 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
     for name, (_, required) in schema.items():
         if required and name not in body:
             raise BadRequestError(f"a {kind!r} message needs the field {name!r}")
+    timeout_s = body.get("timeout_s")
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise BadRequestError(f"field 'timeout_s' of a {kind!r} message must be a finite number of seconds > 0, got {timeout_s!r}")
+    keep_alive_s = body.get("keep_alive_s")
+    if keep_alive_s is not None and not (math.isfinite(keep_alive_s) and keep_alive_s >= 0):
+        raise BadRequestError(f"field 'keep_alive_s' of a {kind!r} message must be a finite number of seconds >= 0, got {keep_alive_s!r}")
+    params = body.get("params")
+    if params is not None:
+        _check_tree(params, "params", max_depth=MAX_PARAMS_DEPTH)
+
+
+def _check_tree(tree: dict[str, Any], where: str, *, max_depth: int | None) -> None:
+    """Refuse foreign values (a Timestamp) anywhere in ``tree``; with ``max_depth``, also non-str keys and
+    more than ``max_depth`` levels of maps and lists. Level by level, no recursion: msgpack's own depth
+    limit is far above Python's recursion limit."""
+    level: list[Any] = [tree]
+    depth = 1
+    while level:
+        if max_depth is not None and depth > max_depth:
+            raise BadRequestError(f"{where} nest deeper than {max_depth} levels of maps and lists")
+        nested: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                if max_depth is not None:
+                    for key in node:
+                        if type(key) is not str:
+                            raise BadRequestError(f"{where} keys must be strings, got a {type(key).__name__} key {_brief(key)}")
+                node = node.values()
+            for item in node:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    nested.append(item)
+                elif kind not in _PLAIN_TYPES:
+                    _refuse_value(item, where)
+        level = nested
+        depth += 1
+
+
+def _refuse_value(value: Any, where: str) -> None:
+    if isinstance(value, msgpack.Timestamp):
+        raise BadRequestError(f"{where} holds a msgpack Timestamp (extension -1); only arrays (extensions 1 and 2) travel as extensions")
+    raise BadRequestError(f"{where} holds a value of type {type(value).__name__}, which does not travel")
+
+
+def _brief(value: Any, max_chars: int = 80) -> str:
+    """``repr(value)`` (``str`` of an exception) cut short: error messages echo what the peer sent, never megabytes of it."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 def _unpack_array(code: int, data: bytes, views: list[memoryview], used: set[int], nframes: int) -> np.ndarray:
@@ -288,7 +406,7 @@ def _unpack_array(code: int, data: bytes, views: list[memoryview], used: set[int
         buf: Any = bytearray(where)  # small: copy so the array is writable like an out-of-band one
     else:
         if not isinstance(where, int) or isinstance(where, bool) or not 1 <= where < nframes:
-            raise BadRequestError(f"array frame index {where!r} is out of range (message has {nframes} frames)")
+            raise BadRequestError(f"array frame index {_brief(where)} is out of range (message has {nframes} frames)")
         if where in used:
             raise BadRequestError(f"array frame {where} is referenced twice")
         used.add(where)

@@ -168,8 +168,8 @@ def test_rejections_carry_the_request_id_when_known() -> None:
 def test_random_bytes_never_escape_as_other_exceptions(frames: list[bytes]) -> None:
     try:
         wire.decode(frames, limits=SMALL)
-    except RequestError:
-        pass
+    except RequestError as exc:
+        assert type(exc.request_id) is int and 0 <= exc.request_id < 2**63  # always set: 0 when unreadable
 
 
 def test_encode_refuses_what_cannot_travel() -> None:
@@ -185,3 +185,165 @@ def test_encode_refuses_what_cannot_travel() -> None:
 def test_numpy_scalars_travel_as_plain_numbers() -> None:
     body = wire.decode(wire.encode("result", 1, {"x": np.float32(1.5), "n": np.int64(3)})).body
     assert body == {"x": 1.5, "n": 3}
+
+
+# ---- issue 12: every rejection says whose request it was, strict header types, no foreign values ----
+
+ID = 42
+TS = msgpack.Timestamp(1_700_000_000, 0)
+
+
+def _msg(kind: str = "health", body=None, **fields) -> bytes:
+    """A header with id 42, then ``fields`` in the given order (or dropped with _DROP)."""
+    return _header(k=kind, id=ID, b={} if body is None else body, **fields)
+
+
+def _nested(depth: int) -> dict:
+    """params whose maps and lists nest ``depth`` levels deep (the params map is level 1)."""
+    tree: object = 1
+    for level in range(depth - 1):
+        tree = {"x": tree} if level % 2 else [tree]
+    return {"deep": tree}
+
+
+def _gen_body(**fields) -> dict:
+    return {"model": "m", **fields}
+
+
+_OVER = 1 << 20  # SMALL's max_message_bytes
+ECHOED = {
+    # defect 1: size and frame-count checks, array errors and msgpack errors all keep the id
+    "too many frames": ([_msg()] + [b"x"] * 8, "too_large", ID),
+    "too many bytes in the frames": ([_msg(), b"\0" * _OVER], "too_large", ID),
+    "the header frame itself too large": ([_msg("generate", _gen_body(prompt="a" * _OVER))], "too_large", ID),
+    "too many frames and too large": ([_msg()] + [b"\0" * (_OVER // 4)] * 9, "too_large", ID),
+    "truncated after the id": ([_msg("generate", _gen_body(prompt="abc"))[:-2]], "bad_request", ID),
+    "trailing bytes": ([_msg() + b"\x00"], "bad_request", ID),
+    "non-string key deep in the body": ([_msg("result", {"a": {1: 2}})], "bad_request", ID),
+    "nesting past msgpack's stack": ([_msg("result", {"a": 0})[:-1] + b"\x91" * 100_000 + b"\x00"], "bad_request", ID),
+    "unreferenced frame": ([_msg(), b"\0" * 8], "bad_request", ID),
+    "frame index out of range": ([_msg("generate", _gen_body(audio=_array_ext("<f4", [2], 3))), b"\0" * 8], "bad_request", ID),
+    "frame referenced twice": ([_msg("result", {"a": _array_ext("<f4", [2], 1), "b": _array_ext("<f4", [2], 1)}), b"\0" * 8], "bad_request", ID),
+    "byte count mismatch": ([_msg("generate", _gen_body(audio=_array_ext("<f4", [3], b"\0" * 8, code=1)))], "bad_request", ID),
+    "object dtype": ([_msg("generate", _gen_body(audio=_array_ext("|O", [1], b"\0" * 8, code=1)))], "bad_request", ID),
+    "unknown ext code": ([_msg("generate", _gen_body(audio=msgpack.ExtType(9, b"abc")))], "bad_request", ID),
+    "array spec garbage": ([_msg("generate", _gen_body(audio=msgpack.ExtType(1, b"\xc1")))], "bad_request", ID),
+    "array error before an unknown kind": ([_msg("explode", {"a": msgpack.ExtType(9, b"")})], "unknown_kind", ID),
+    "wrong version": ([_msg(v=99)], "version_mismatch", ID),
+    # the id cannot be read: 0
+    "empty message": ([], "bad_request", 0),
+    "garbage": ([b"\xc1\xc1\xc1"], "bad_request", 0),
+    "header is a list": ([msgpack.packb([1, ID])], "bad_request", 0),
+    "too large and garbage": ([b"\xc1"] + [b"x"] * 8, "too_large", 0),
+    "truncated before the id": ([_msg()[:8]], "bad_request", 0),
+    "id missing": ([_header(id=_DROP)], "bad_request", 0),
+    # defect 2: strict header types
+    "version True": ([_msg(v=True)], "bad_request", ID),
+    "version 1.0": ([_msg(v=1.0)], "bad_request", ID),
+    "version a string": ([_msg(v="1")], "bad_request", ID),
+    "id True": ([_header(id=True)], "bad_request", 0),
+    "id 42.0": ([_header(id=42.0)], "bad_request", 0),
+    "id 2**63": ([_header(id=2**63)], "bad_request", 0),
+    "id 2**64-1": ([_header(id=2**64 - 1)], "bad_request", 0),
+    "kind as bytes": ([_msg(b"health")], "unknown_kind", ID),
+    # defect 3: msgpack's Timestamp (ext -1) is not one of ours
+    "Timestamp in params": ([_msg("generate", _gen_body(params={"seed": TS}))], "bad_request", ID),
+    "Timestamp as timeout_s": ([_msg("generate", _gen_body(timeout_s=TS))], "bad_request", ID),
+    "Timestamp as the model": ([_msg("load", {"model": TS})], "bad_request", ID),
+    "Timestamp as the version": ([_msg(v=TS)], "bad_request", ID),
+    "Timestamp as the token": ([_msg(t=TS)], "bad_request", ID),
+    "Timestamp as the id": ([_header(id=TS)], "bad_request", 0),
+    "Timestamp in a result": ([_msg("result", {"info": [{"at": TS}]})], "bad_request", ID),
+    "Timestamp as an array dtype": ([_msg("generate", _gen_body(audio=_array_ext(TS, [1], b"\0", code=1)))], "bad_request", ID),
+    # defect 4: finite timeouts
+    **{f"{kind} timeout_s {value}": ([_msg(kind, _gen_body(timeout_s=value))], "bad_request", ID)
+       for kind in ("generate", "load", "unload") for value in (float("nan"), float("inf"), float("-inf"), 0, 0.0, -1.0)},
+    **{f"{kind} keep_alive_s {value}": ([_msg(kind, _gen_body(keep_alive_s=value))], "bad_request", ID)
+       for kind in ("generate", "load") for value in (float("nan"), float("inf"), float("-inf"), -1, -0.5)},
+    # defect 5: params are a tree of str-keyed maps, at most 16 levels
+    "params with an int key": ([_msg("generate", _gen_body(params={1: 2}))], "bad_request", ID),
+    "params with a bytes key": ([_msg("generate", _gen_body(params={b"seed": 2}))], "bad_request", ID),
+    "params with a nested bytes key": ([_msg("generate", _gen_body(params={"a": [{b"k": 1}]}))], "bad_request", ID),
+    "params 17 levels deep": ([_msg("generate", _gen_body(params=_nested(17)))], "bad_request", ID),
+    "params with a bad array": ([_msg("generate", _gen_body(params={"a": _array_ext("<f4", [9], b"", code=1)}))], "bad_request", ID),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ECHOED))
+def test_each_rejection_has_its_code_and_echoes_the_id_it_could_read(name: str) -> None:
+    frames, code, request_id = ECHOED[name]
+    with pytest.raises(RequestError) as info:
+        wire.decode(frames, limits=SMALL)
+    assert (info.value.code, info.value.request_id) == (code, request_id), info.value.message
+    assert 0 < len(info.value.message) < 1000  # says what is wrong, without echoing megabytes
+
+
+@pytest.mark.parametrize("field,value", [("timeout_s", float("nan")), ("timeout_s", float("inf")), ("keep_alive_s", float("-inf"))])
+def test_a_bad_timeout_names_its_field(field: str, value: float) -> None:
+    with pytest.raises(RequestError, match=field):
+        wire.decode([_msg("generate", _gen_body(**{field: value}))])
+
+
+def test_timestamps_and_foreign_params_say_why() -> None:
+    with pytest.raises(RequestError, match="Timestamp"):
+        wire.decode([_msg("generate", _gen_body(params={"a": [TS]}))])
+    with pytest.raises(RequestError, match="16 levels"):
+        wire.decode([_msg("generate", _gen_body(params=_nested(17)))])
+    with pytest.raises(RequestError, match="keys must be strings"):
+        wire.decode([_msg("generate", _gen_body(params={b"k": 1}))])
+
+
+def test_what_the_rules_allow_still_decodes() -> None:
+    body = _gen_body(params=_nested(16) | {"list": [1, 2.5, "x", None, True, b"raw"]}, timeout_s=0.001, keep_alive_s=0)
+    assert wire.decode([_msg("generate", body)]).body == body
+    for kind in ("generate", "load"):
+        assert wire.decode([_msg(kind, _gen_body(timeout_s=None, keep_alive_s=None))]).id == ID
+    assert wire.decode([_header(id=2**63 - 1)]).id == 2**63 - 1
+    assert wire.decode([_header(id=0)]).id == 0
+    frames = wire.encode("generate", 9, _gen_body(params={"seed": 1}, timeout_s=3600.0, keep_alive_s=60.0))
+    assert wire.decode(frames).body["keep_alive_s"] == 60.0
+
+
+def test_the_id_is_read_from_the_first_bytes_of_a_huge_header() -> None:
+    big = wire.encode("generate", 77, _gen_body(prompt="p" * (300 * 1024)), limits=wire.Limits(max_message_bytes=1 << 30))
+    with pytest.raises(RequestError) as info:
+        wire.decode(big, limits=wire.Limits(max_message_bytes=256 * 1024))
+    assert (info.value.code, info.value.request_id) == ("too_large", 77)
+
+
+_LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=8), st.binary(max_size=8),
+    st.just(TS), st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=12)),
+    st.builds(_array_ext, st.sampled_from(["<f4", "|O", "x"]), st.lists(st.integers(-1, 3), max_size=3), st.integers(-1, 4)),
+)
+_TREE = st.recursive(_LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4) | st.binary(max_size=2), inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    request_id=st.integers(0, 2**63 - 1),
+    kind=st.sampled_from(sorted(wire.BODY_SCHEMA) + ["bogus"]),
+    body=st.dictionaries(st.sampled_from(["model", "prompt", "params", "audio", "sample_rate", "timeout_s", "keep_alive_s",
+                                          "target", "pinned", "step", "total", "code", "message", "x"]), _TREE, max_size=5),
+    extra=st.lists(st.binary(max_size=32), max_size=10),
+    version=st.sampled_from([wire.PROTOCOL_VERSION, wire.PROTOCOL_VERSION, 2, True, 1.0]),
+)
+def test_any_rejection_of_a_readable_header_echoes_its_id(request_id, kind, body, extra, version) -> None:
+    header = msgpack.packb({"v": version, "k": kind, "id": request_id, "b": body}, use_bin_type=True)
+    try:
+        msg = wire.decode([header, *extra], limits=SMALL)
+    except RequestError as exc:
+        assert exc.request_id == request_id, exc
+    else:
+        assert msg.id == request_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=48), st.integers(0, 2**63 - 1))
+def test_a_header_cut_or_spoiled_after_its_id_still_echoes_it(tail: bytes, request_id: int) -> None:
+    head = msgpack.packb({"v": 1, "k": "health", "id": request_id}, use_bin_type=True)
+    header = b"\x84" + head[1:] + tail  # a fourth entry made of anything
+    try:
+        wire.decode([header], limits=SMALL)
+    except RequestError as exc:
+        assert exc.request_id == request_id, exc
