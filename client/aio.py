@@ -27,6 +27,7 @@ class AsyncClient:
         address: str | None = None,
         *,
         token: str | None = None,
+        server_key: str | bytes | None = None,
         timeout_s: float = calls.CONTROL_TIMEOUT_S,
         heartbeat_s: float = 0.5,
         liveness_s: float = 3.0,
@@ -39,6 +40,7 @@ class AsyncClient:
             heartbeat_s=heartbeat_s,
             liveness_s=liveness_s,
             limits=limits,
+            server_key=server_key,
         )
 
     @property

@@ -6,6 +6,13 @@ thread sends, receives, routes each reply to the request's sink, sends heartbeat
 are outstanding, enforces each request's deadline, and declares the host dead when nothing has
 been heard from it for ``liveness_s`` while requests are outstanding.
 
+A socket monitor tells the I/O thread what the connection does: once a handshake succeeded, a
+disconnect with requests outstanding means the host died under them (``HostDeadError`` at once, not
+after the liveness window); a failed handshake (a wrong CURVE key, a client not on the host's
+allow-list, CURVE on one side only) fails the requests with a ``HostUnreachableError`` that says
+which, instead of leaving them to time out. TCP to a host off loopback needs CURVE
+(``client.security``): the host's public key pinned with ``server_key`` or $MODELHOST_SERVER_KEY.
+
 A sink is a callable run on the I/O thread with one event: ``("progress", step, total)``,
 ``("result", body)`` or ``("error", exception)``. Every submitted request gets exactly one final
 event (result or error): from the host, from its deadline, from the liveness check, or from close.
@@ -23,8 +30,9 @@ from collections import deque
 from typing import Any, Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from modelhost.client import wire
+from modelhost.client import security, wire
 from modelhost.client.address import parse_address
 from modelhost.client.errors import (
     DeadlineExceededError,
@@ -40,6 +48,12 @@ from modelhost.client.errors import (
 log = logging.getLogger("modelhost.client")
 
 Sink = Callable[[tuple], None]
+
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+for _event in _HANDSHAKE_FAILED:
+    _MONITORED |= _event
+_CLOSE_JOIN_S = 2.0  # close() waits this long for the I/O thread, never longer
 
 
 class _Pending:
@@ -61,10 +75,21 @@ class Connection:
         heartbeat_s: float,
         liveness_s: float,
         limits: wire.Limits,
+        server_key: str | bytes | os.PathLike | None = None,
+        client_key: str | os.PathLike | None = None,
     ) -> None:
         if heartbeat_s <= 0 or liveness_s <= heartbeat_s:
             raise ValueError(f"need 0 < heartbeat_s < liveness_s, got heartbeat_s={heartbeat_s}, liveness_s={liveness_s}")
         self.address = parse_address(address)
+        # CURVE is a TCP matter: a server key in the environment does not stop ipc:// from working
+        self._curve = security.client_curve(server_key, client_key) if self.address.is_tcp else None
+        if self.address.is_tcp and not self.address.is_loopback and self._curve is None:
+            raise ValueError(
+                f"{self.address.url} is not on loopback: a remote host is reached only with CURVE encryption; pass "
+                f"server_key= (CLI: --server-key) or set {security.SERVER_KEY_ENV} to the host's public key file (NAME.key)"
+            )
+        self._connected = False  # I/O thread: a handshake succeeded and the connection has not closed since
+        self._refusal: HostUnreachableError | None = None  # I/O thread: the last failed handshake, until one succeeds
         self._token = token
         self._heartbeat_s = heartbeat_s
         self._liveness_s = liveness_s
@@ -80,7 +105,20 @@ class Connection:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.setsockopt(zmq.SNDHWM, 0)
-        self._sock.connect(self.address.url)
+        if self.address.is_ipv6:
+            self._sock.setsockopt(zmq.IPV6, 1)
+        if self._curve is not None:
+            security.use_client_curve(self._sock, self._curve)
+        self._monitor = self._sock.get_monitor_socket(_MONITORED)
+        try:
+            self._sock.connect(self.address.url)
+        except zmq.ZMQError as exc:  # e.g. tcp://*:PORT, which a host may bind but nobody can connect to
+            self._monitor.close(linger=0)
+            self._sock.close(linger=0)
+            self._ctx.term()
+            self._wake_r.close()
+            self._wake_w.close()
+            raise ValueError(f"cannot connect to {self.address.url}: {exc.strerror}") from None
         self._thread = threading.Thread(target=self._run, name="modelhost-client-io", daemon=True)
         self._thread.start()
 
@@ -106,12 +144,20 @@ class Connection:
             self._wake()
 
     def close(self) -> None:
-        """Stop the I/O thread; outstanding requests end with HostUnavailableError. Safe to call twice."""
+        """Stop the I/O thread; outstanding requests end with HostUnavailableError. Safe to call twice.
+
+        Never waits more than ``_CLOSE_JOIN_S``: if the I/O thread is stuck, the context is left to
+        terminate on a daemon thread once it lets go of its sockets.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
         self._wake()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=_CLOSE_JOIN_S)
+        if self._thread.is_alive():
+            log.warning("the modelhost client I/O thread did not stop within %.0f s; not waiting for it", _CLOSE_JOIN_S)
+            threading.Thread(target=self._ctx.term, name="modelhost-client-close", daemon=True).start()
+            return
         self._wake_r.close()
         self._wake_w.close()
         self._ctx.term()
@@ -136,6 +182,7 @@ class Connection:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         last_heard = last_ping = time.monotonic()
         ever_heard = False
         try:
@@ -144,6 +191,8 @@ class Connection:
                 now = time.monotonic()
                 if self._wake_r.fileno() in ready:
                     self._drain_wake()
+                if self._monitor in ready:
+                    self._read_monitor(pending)
                 if self._outbox:
                     if not pending:
                         last_heard = now  # idle until now: the liveness clock starts with this work
@@ -168,6 +217,11 @@ class Connection:
         finally:
             self._outbox_fail_remaining(pending)
             self._fail_all(pending, HostUnavailableError("this client is closed"))
+            try:
+                self._sock.disable_monitor()
+            except zmq.ZMQError:
+                pass  # close() gave up waiting for this thread and terminated the context meanwhile
+            self._monitor.close(linger=0)
             self._sock.close(linger=0)
 
     def _drain_wake(self) -> None:
@@ -185,10 +239,54 @@ class Connection:
             item = self._outbox.popleft()
             if item[0] == "send":
                 _, request_id, frames, entry = item
+                if self._refusal is not None and not self._connected:
+                    _deliver(entry, ("error", self._refusal))  # the host refused this client: it would wait in vain
+                    continue
                 pending[request_id] = entry
                 self._send(frames)
             else:
                 self._send_cancel(item[1])
+
+    def _read_monitor(self, pending: dict[int, _Pending]) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind = event["event"]
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected, self._refusal = True, None
+            elif kind == zmq.EVENT_DISCONNECTED and self._connected:
+                self._connected = False
+                self._receive(pending)  # replies that arrived before the connection closed still count
+                if pending:
+                    self._fail_all(pending, HostDeadError(
+                        f"the host at {self.address.url} stopped answering: its connection closed with "
+                        f"{len(pending)} request(s) in flight (killed or crashed?); restart it with `modelhost serve`"
+                    ))
+            elif kind in _HANDSHAKE_FAILED:
+                self._connected = False
+                self._refusal = HostUnreachableError(self._refusal_message(kind, event["value"]))
+                self._fail_all(pending, self._refusal)
+
+    def _refusal_message(self, kind: int, value: int) -> str:
+        url, curve = self.address.url, self._curve
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH and curve is not None:
+            own = ("this client has no key of its own: set MODELHOST_CLIENT_KEY to an allowed client's .key_secret file"
+                   if curve.ephemeral else "copy this client's NAME.key into the host's curve_clients folder and restart the host")
+            return (f"the host at {url} refused this client's CURVE key {curve.keys.public.decode()} (not on its "
+                    f"curve_clients allow-list); {own}")
+        set_key = f"pass server_key= (CLI: --server-key) or set {security.SERVER_KEY_ENV} to its public key file (NAME.key)"
+        if curve is None:  # a CURVE host answers a plain client with no detail first, then with a mechanism mismatch
+            if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                return f"the host at {url} requires CURVE encryption: {set_key}"
+            return f"the handshake with the host at {url} failed; if that host requires CURVE encryption, {set_key}"
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            return (f"the host at {url} does not use CURVE encryption: leave out server_key= and "
+                    f"{security.SERVER_KEY_ENV} for it")
+        return (f"the CURVE handshake with the host at {url} failed: the server key this client pinned "
+                f"({curve.server_public.decode()}, from server_key= or {security.SERVER_KEY_ENV}) is not the host's "
+                "public key; use the NAME.key file next to the host's curve_secret_key")
 
     def _send_cancel(self, target: int) -> None:
         self._send(wire.encode("cancel", next(self._ids), {"target": target}, token=self._token))
@@ -238,13 +336,17 @@ class Connection:
             _deliver(entry, ("error", DeadlineExceededError("the request did not finish within its timeout_s", request_id=rid)))
 
     def _dead_error(self, ever_heard: bool) -> HostUnavailableError:
-        if ever_heard:
+        if self._refusal is not None and not self._connected:
+            return self._refusal
+        if ever_heard or self._connected:
             return HostDeadError(
                 f"the host at {self.address.url} stopped answering for {self._liveness_s:g} s (killed or crashed?); "
                 "restart it with `modelhost serve`"
             )
+        hint = f" (and check that {security.SERVER_KEY_ENV} is that host's public key)" if self._curve is not None else ""
         return HostUnreachableError(
-            f"no modelhost host answered at {self.address.url} within {self._liveness_s:g} s; start one with `modelhost serve`"
+            f"no modelhost host answered at {self.address.url} within {self._liveness_s:g} s; start one with "
+            f"`modelhost serve`{hint}"
         )
 
     def _fail_all(self, pending: dict[int, _Pending], exc: ModelhostError) -> None:

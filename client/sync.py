@@ -67,7 +67,10 @@ class Client:
     """Blocking client of a modelhost host.
 
     ``address`` defaults to $MODELHOST_ADDRESS, else the per-user ipc:// socket the host uses by
-    default. ``token`` (or $MODELHOST_TOKEN) is needed only for a host on tcp://.
+    default. ``token`` (or $MODELHOST_TOKEN) is needed only for a host on tcp://. ``server_key`` (or
+    $MODELHOST_SERVER_KEY: the host's public key file, or the key's 40 characters) turns on CURVE
+    encryption to a TCP host and pins that host; a host off loopback is reached only this way. The
+    client's own key is $MODELHOST_CLIENT_KEY (a ``.key_secret`` file), else a fresh one.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Client:
         address: str | None = None,
         *,
         token: str | None = None,
+        server_key: str | bytes | None = None,
         timeout_s: float = calls.CONTROL_TIMEOUT_S,
         heartbeat_s: float = 0.5,
         liveness_s: float = 3.0,
@@ -87,6 +91,7 @@ class Client:
             heartbeat_s=heartbeat_s,
             liveness_s=liveness_s,
             limits=limits,
+            server_key=server_key,
         )
 
     @property

@@ -1,8 +1,10 @@
-"""`modelhost serve|ps|load|unload|pin|unpin|health|generate|doctor`: argv -> config or client calls -> output; no logic.
+"""`modelhost serve|ps|load|unload|pin|unpin|health|generate|keys|doctor`: argv -> config or client calls -> output; no logic.
 
-Every subcommand but ``serve`` and ``doctor`` is a thin client call and never imports torch, so it starts fast.
-Exit codes: 0 ok, 1 the request failed (the message says why), 2 bad usage or config,
-3 no host answered.
+Every subcommand but ``serve`` and ``doctor`` is a thin client call (or, ``keys``, a file write) and
+never imports torch, so it starts fast. Exit codes: 0 ok, 1 the request failed (the message says
+why), 2 bad usage or config, 3 no host answered. Every failure is one line on stderr, never a
+traceback: usage errors, bad config, unusable files and addresses are all checked before any
+work starts (a generate's input and output path before the request is sent).
 """
 
 from __future__ import annotations
@@ -10,17 +12,41 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_HOST = 0, 1, 2, 3
 _CHATTY_LIBRARIES = ("audiocraft", "fairseq", "rvc_python", "faiss", "numba", "httpx", "urllib3")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``modelhost CMD: MESSAGE (see `modelhost CMD --help`)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _seconds(text: str) -> float:
+    """A --timeout: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="modelhost",
         description="A long-lived host that keeps audio models resident and serves them over ZeroMQ.",
     )
@@ -29,14 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--address", help="the host's address (default: $MODELHOST_ADDRESS, else the per-user ipc socket)")
-        p.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds")
+        p.add_argument("--timeout", type=_seconds, default=None, metavar="S", help="give up after S seconds")
+        p.add_argument("--server-key", metavar="KEY", help="the host's public CURVE key (a NAME.key file or its 40 "
+                       "characters) for a tcp:// host that uses CURVE (default: $MODELHOST_SERVER_KEY)")
         return p
 
     serve = sub.add_parser("serve", help="run the host daemon", description=(
         "Run the host: bind the socket, preload the catalog's `preload` models, serve until SIGTERM/SIGINT, "
         "then drain in-flight work and exit 0."))
     serve.add_argument("--config", help="catalog TOML file (default: $MODELHOST_CONFIG, else one small synth model)")
-    serve.add_argument("--address", help="ipc:///abs/path or tcp://127.0.0.1:PORT (default: $MODELHOST_ADDRESS, else "
+    serve.add_argument("--address", help="ipc:///abs/path, tcp://127.0.0.1:PORT, or tcp://HOST:PORT off loopback with "
+                       "[host] curve_secret_key (default: [host] address, else $MODELHOST_ADDRESS, else "
                        "$XDG_RUNTIME_DIR/modelhost/host.sock or /tmp/modelhost-$UID/host.sock)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -48,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     client_command("unload", "unload a model (after the requests queued for it)").add_argument("model")
     client_command("pin", "pin a model: it is never evicted to make room for another").add_argument("model")
     client_command("unpin", "unpin a model: it may be evicted again").add_argument("model")
+
+    keys = sub.add_parser("keys", help="write a CURVE key pair (for a tcp:// host or client)", description=(
+        "Write DIR/NAME.key (the public key: give it to the other side) and DIR/NAME.key_secret (the secret "
+        "key, mode 0600). A host uses its pair as [host] curve_secret_key; a client pins the host's NAME.key "
+        "with $MODELHOST_SERVER_KEY and may use its own pair as $MODELHOST_CLIENT_KEY (its NAME.key goes in "
+        "the host's curve_clients folder). Existing files are never overwritten."))
+    keys.add_argument("folder", metavar="DIR", help="where to write the files (created 0700 if missing)")
+    keys.add_argument("--name", default="modelhost", help="file name stem (default: modelhost)")
 
     sub.add_parser("doctor", help="check that each backend can load here: torch, CUDA, NVML, model libraries",
                    description="Import each model family's libraries, report torch/CUDA/NVML and device memory, "
@@ -77,14 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except HostUnavailableError as exc:
-        print(f"modelhost: {exc}", file=sys.stderr)
-        return EXIT_NO_HOST
+        return _fail(exc, EXIT_NO_HOST)
     except RequestError as exc:
-        print(f"modelhost: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(exc, EXIT_FAILED)
     except (ValueError, OSError) as exc:
-        print(f"modelhost: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(exc, EXIT_USAGE)
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"modelhost: {_one_line(message)}", file=sys.stderr)
+    return code
 
 
 # OpenMP (libgomp, torch's CPU threads) settings for the daemon, set before torch loads; an
@@ -106,31 +145,35 @@ def _serve(args: argparse.Namespace) -> int:
         for name in _CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
     from modelhost.client.address import default_address, parse_address
-    from modelhost.host.config import ConfigError, load_config
-    from modelhost.host.server import AddressInUseError, ensure_address_free
+    from modelhost.host.config import CONFIG_ENV, ConfigError, check_on_this_machine, load_config
+    from modelhost.host.server import BindError, ensure_address_free
 
     try:
-        try:
-            early = parse_address(args.address or default_address())
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        ensure_address_free(early)  # before the catalog: a second host is refused at once
+        catalog_file = args.config or os.environ.get(CONFIG_ENV)
+        early_url = args.address if args.address is not None else None if catalog_file else default_address()
+        if early_url is not None:  # before the (default) catalog, which may build weights: a second host is refused at once
+            try:
+                early = parse_address(early_url)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            ensure_address_free(early)
         config = load_config(args.config, address=args.address)
+        if early_url is None:  # the catalog file named the address
+            ensure_address_free(config.address)
+        check_on_this_machine(config)  # every backend imports, every device exists
         from modelhost.host.daemon import serve
 
         return serve(config)
-    except (ConfigError, AddressInUseError) as exc:
-        print(f"modelhost: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, BindError) as exc:
+        return _fail(exc, EXIT_USAGE)
     except ValueError as exc:  # a backend rejected its catalog options
-        print(f"modelhost: bad catalog: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"bad catalog: {exc}", EXIT_USAGE)
 
 
 def _client(args: argparse.Namespace):
     from modelhost.client import Client
 
-    return Client(args.address)
+    return Client(args.address, server_key=args.server_key)
 
 
 def _ps(args: argparse.Namespace) -> int:
@@ -203,12 +246,23 @@ def _unload(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import wave
+
     from modelhost.client.wavfile import read_wav, write_wav
 
     params = dict(_parse_param(p) for p in args.param)
+    _check_output(args.output)  # before the request: a long generation must not end in a failed write
     audio = sample_rate = None
     if args.input:
-        audio, sample_rate = read_wav(args.input)
+        try:
+            audio, sample_rate = read_wav(args.input)
+        except FileNotFoundError:
+            raise ValueError(f"--input {args.input}: no such file") from None
+        except OSError as exc:
+            raise ValueError(f"--input {args.input}: cannot read it ({exc.strerror or exc})") from None
+        except (wave.Error, EOFError, ValueError) as exc:
+            raise ValueError(f"--input {args.input} is not a WAV file this client reads (PCM 8/16/24/32-bit): "
+                             f"{str(exc) or 'it ends early'}") from None
     bar = None if args.quiet else _ProgressBar()
     started = time.perf_counter()
     with _client(args) as c:
@@ -219,6 +273,27 @@ def _generate(args: argparse.Namespace) -> int:
     write_wav(args.output, result.audio, result.sample_rate)
     print(f"wrote {args.output}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
           f"{result.audio.shape[0] if result.audio.ndim == 2 else 1} channel(s), in {time.perf_counter() - started:.2f} s")
+    return EXIT_OK
+
+
+def _check_output(path: str) -> None:
+    """``-o`` must name a file in an existing, writable folder."""
+    out = Path(path)
+    folder = out.parent
+    if out.is_dir():
+        raise ValueError(f"-o {path} is a folder; give a file name like {out / 'out.wav'}")
+    if not folder.is_dir():
+        raise ValueError(f"-o {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"-o {path}: cannot write there (permission denied)")
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from modelhost.client.security import load_public_key, write_key_pair
+
+    public, secret = write_key_pair(args.folder, args.name)
+    print(f"wrote {public} (public key {load_public_key(public).decode()}: give it to the other side)")
+    print(f"wrote {secret} (secret key, mode 0600: keep it here)")
     return EXIT_OK
 
 
@@ -267,4 +342,4 @@ def _ago(stamp: float | None) -> str:
 
 
 _COMMANDS = {"ps": _ps, "health": _health, "load": _load, "unload": _unload, "pin": _pin, "unpin": _pin,
-             "generate": _generate}
+             "generate": _generate, "keys": _keys}

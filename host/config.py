@@ -11,7 +11,9 @@ with the client through ``client.address``). A catalog file is TOML::
     heartbeat_s = 0.5
     client_liveness_s = 5
     max_message_bytes = 268435456
-    token_file = "/etc/modelhost/token"   # required for tcp://
+    token_file = "/etc/modelhost/token"   # tcp:// needs a token (or MODELHOST_TOKEN), unless curve_clients is set
+    curve_secret_key = "/etc/modelhost/keys/modelhost.key_secret"   # CURVE for tcp:// (required off loopback)
+    curve_clients = "/etc/modelhost/clients"   # optional: only these client public keys (*.key) may connect
     socket_mode = "0600"           # "0660": the socket's group may connect too (a system service)
 
     [budget]                       # per device: bytes, a size, or a fraction of the device's total
@@ -40,12 +42,13 @@ from typing import Any
 
 from modelhost.client import wire
 from modelhost.client.address import Address, default_address, default_token, parse_address
+from modelhost.client.security import HostCurve, KeyFileError, host_curve
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
-    "socket_mode",
+    "socket_mode", "curve_secret_key", "curve_clients",
 }
 
 
@@ -109,6 +112,7 @@ class HostConfig:
     client_liveness_s: float = 5.0
     limits: wire.Limits = wire.DEFAULT_LIMITS
     token: str | None = None
+    curve: HostCurve | None = None  # CURVE encryption on tcp://: the host's key pair and client allow-list
     socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
@@ -161,24 +165,25 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         raise ConfigError(f"{source}: preload must be a list of model names")
     preload = [m for name in preload for m in _preload_names(name, models, source)]
     try:
-        addr = parse_address(address or host.get("address") or default_address())
+        addr = parse_address(address if address is not None else host.get("address", default_address()))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    token = _read_token(host.get("token_file"), source) if addr.is_tcp else None
-    if addr.is_tcp and not token:
+        raise ConfigError(f"{source}: {exc}" if address is None and "address" in host else str(exc)) from None
+    curve = _curve(host, addr, source)
+    token_file = _path(host, "token_file", source)
+    token = _read_token(token_file, source) if addr.is_tcp else None
+    if addr.is_tcp and not token and (curve is None or curve.clients_dir is None):
         raise ConfigError(
             f"a tcp:// address needs a token: set MODELHOST_TOKEN or token_file in [host] ({source}); "
-            "clients pass the same token"
+            "clients pass the same token (with CURVE, an allow-list curve_clients may stand in for it)"
         )
     heartbeat_s = _positive(host, "heartbeat_s", 0.5, source)
     liveness_s = _positive(host, "client_liveness_s", 5.0, source)
     if liveness_s <= 2 * heartbeat_s:
         raise ConfigError(f"{source}: client_liveness_s ({liveness_s}) must exceed twice heartbeat_s ({heartbeat_s})")
+    max_message_bytes = _whole(host, "max_message_bytes", wire.DEFAULT_LIMITS.max_message_bytes, source)
+    max_frames = _whole(host, "max_frames", wire.DEFAULT_LIMITS.max_frames, source)
     try:
-        limits = wire.Limits(
-            max_message_bytes=int(host.get("max_message_bytes", wire.DEFAULT_LIMITS.max_message_bytes)),
-            max_frames=int(host.get("max_frames", wire.DEFAULT_LIMITS.max_frames)),
-        )
+        limits = wire.Limits(max_message_bytes=max_message_bytes, max_frames=max_frames)
     except ValueError as exc:
         raise ConfigError(f"{source}: [host] {exc}") from None
     socket_mode = host.get("socket_mode", "0600")
@@ -196,8 +201,51 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         client_liveness_s=liveness_s,
         limits=limits,
         token=token,
+        curve=curve,
         source=source,
     )
+
+
+def check_on_this_machine(config: HostConfig) -> None:
+    """What only this machine can tell, checked at start before anything binds or loads: every
+    catalog backend imports and every catalog device exists here. Imports torch (the host's start does anyway)."""
+    from modelhost.host import devices
+    from modelhost.host.backends import BackendImportError, backend_class
+
+    for backend in sorted({spec.backend for spec in config.models.values()}):
+        try:
+            backend_class(backend)
+        except BackendImportError as exc:
+            names = ", ".join(sorted(s.name for s in config.models.values() if s.backend == backend))
+            raise ConfigError(f"{config.source}: [models.{names}] {exc}") from None
+    for spec in config.models.values():
+        try:
+            devices.resolve_device(spec.device)
+        except ValueError as exc:
+            raise ConfigError(f"{config.source}: [models.{spec.name}] {exc}") from None
+
+
+def _curve(host: dict[str, Any], addr: Address, source: str) -> HostCurve | None:
+    """``curve_secret_key``/``curve_clients`` loaded and checked; CURVE is required for TCP off loopback."""
+    secret_file, clients_dir = _path(host, "curve_secret_key", source), _path(host, "curve_clients", source)
+    if secret_file is None:
+        if clients_dir is not None:
+            raise ConfigError(f"{source}: [host] curve_clients needs curve_secret_key, the host's own key pair "
+                              "(write one with `modelhost keys DIR`)")
+        if addr.is_tcp and not addr.is_loopback:
+            raise ConfigError(
+                f"tcp address {addr.url} is not on loopback: a host other machines can reach needs CURVE encryption; "
+                f"write a key pair with `modelhost keys DIR` and set [host] curve_secret_key = \"DIR/modelhost.key_secret\" "
+                f"({source}), or listen on ipc:// or tcp://127.0.0.1:PORT"
+            )
+        return None
+    if not addr.is_tcp:
+        raise ConfigError(f"{source}: [host] curve_secret_key encrypts tcp:// only, and the address is {addr.url}; "
+                          "remove it, or listen on tcp://HOST:PORT")
+    try:
+        return host_curve(secret_file, clients_dir)
+    except KeyFileError as exc:
+        raise ConfigError(f"{source}: [host] {exc}") from None
 
 
 def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
@@ -283,12 +331,28 @@ def _voice_folder(name: str, options: dict[str, Any], source: str) -> list[tuple
 
 def _positive(table: dict[str, Any], key: str, default: float, source: str) -> float:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{source}: [host] {key} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{source}: [host] {key} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
-def _read_token(token_file: Any, source: str) -> str | None:
+def _whole(table: dict[str, Any], key: str, default: int, source: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{source}: [host] {key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _path(table: dict[str, Any], key: str, source: str) -> str | None:
+    value = table.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{source}: [host] {key} must be a path (a string), got {value!r}")
+    return value
+
+
+def _read_token(token_file: str | None, source: str) -> str | None:
     where = f"token_file {token_file}" if token_file else "MODELHOST_TOKEN"
     if token_file:
         try:

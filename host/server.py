@@ -8,6 +8,9 @@ are cancelled. Bad input of any kind gets an error reply; nothing a client sends
 
 Socket files: the default folder is created 0700, the socket file is created 0600 (umask), a
 stale file left by a killed host is removed, and a live host at the same path is never replaced.
+TCP: a port in use is refused before anything slow starts; with ``config.curve`` the socket is a
+CURVE server (the context runs the ZAP authenticator, ``client.security.HostContext``); an IPv6
+host sets zmq.IPV6.
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ import zmq
 from modelhost.client import wire
 from modelhost.client.address import Address, runtime_dir
 from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
+from modelhost.client.security import HostContext
 from modelhost.host.config import HostConfig
 from modelhost.host.engine import Engine
 
 log = logging.getLogger("modelhost.server")
 
 
-class AddressInUseError(RuntimeError):
-    """Another live host already serves this address."""
+class BindError(RuntimeError):
+    """The host cannot listen at its address; the message says why and what to change."""
+
+
+class AddressInUseError(BindError):
+    """Another live host (or, for TCP, another program) already listens at this address."""
 
 
 class Server:
@@ -50,7 +58,7 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._stop = threading.Event()
-        self._ctx = zmq.Context()
+        self._ctx = HostContext()  # a zmq.Context that also runs (and stops) the CURVE authenticator
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._last_seen: dict[bytes, float] = {}
         self.thread = threading.Thread(target=self._run, name="modelhost-io", daemon=True)
@@ -63,17 +71,24 @@ class Server:
         self._sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_message_bytes)
         self._sock.setsockopt(zmq.RCVHWM, 10000)
         self._sock.setsockopt(zmq.SNDHWM, 10000)
-        if addr.path is None:
-            self._sock.bind(addr.url)
-            return
-        _prepare_socket_dir(addr.path)
+        if addr.is_ipv6:
+            self._sock.setsockopt(zmq.IPV6, 1)
+        if self.config.curve is not None:
+            self._ctx.serve_curve(self._sock, self.config.curve)
+        if addr.path is not None:
+            _prepare_socket_dir(addr.path)
         ensure_address_free(addr)
-        old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others can connect
+        old_umask = os.umask(0o177)  # an ipc socket file is born 0600: no window where others can connect
         try:
             self._sock.bind(addr.url)
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUseError(f"{addr.url} is already in use; stop what listens there or choose another --address") from None
+            raise BindError(f"cannot listen at {addr.url}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(addr.path, self.config.socket_mode)
+        if addr.path is not None:
+            os.chmod(addr.path, self.config.socket_mode)
 
     def start(self, engine: Engine) -> None:
         self.engine = engine
@@ -203,18 +218,23 @@ def _drain(sock: socket.socket) -> None:
 
 def _prepare_socket_dir(path: str) -> None:
     folder = os.path.dirname(path)
-    if folder == runtime_dir():
+    try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)  # ours alone, even if it existed with a looser mode
-    else:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if folder == runtime_dir():
+            os.chmod(folder, 0o700)  # ours alone, even if it existed with a looser mode
+    except OSError as exc:
+        raise BindError(f"cannot create the socket folder {folder}: {exc.strerror}; choose another --address") from None
 
 
 def ensure_address_free(addr: Address) -> None:
     """Refuse if a host answers at ``addr``; remove a stale socket file nobody listens on (ipc only).
 
-    Called before anything slow (catalog, weights) so a second host fails at once.
+    Called before anything slow (catalog, weights) so a second host fails at once. For TCP: refuse
+    if the port is taken (by a host or anything else) or the address is not one of this machine's.
     """
+    if addr.is_tcp:
+        _ensure_port_free(addr)
+        return
     path = addr.path
     if path is None or not os.path.exists(path):
         return
@@ -233,3 +253,22 @@ def ensure_address_free(addr: Address) -> None:
     finally:
         probe.close()
     raise AddressInUseError(f"another modelhost host is already serving at ipc://{path}; stop it first (or use --address)")
+
+
+def _ensure_port_free(addr: Address) -> None:
+    host = None if addr.host == "*" else addr.host  # tcp://*:PORT: every interface
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise BindError(f"cannot listen at {addr.url}: {exc.strerror}") from None
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds: a port in TIME_WAIT is free
+    try:
+        probe.bind(sockaddr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(f"tcp port {addr.port} at {addr.url} is already in use (another modelhost host or "
+                                    "another program); stop it first or choose another --address") from None
+        raise BindError(f"cannot listen at {addr.url}: {exc.strerror}") from None
+    finally:
+        probe.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import wave
 
 import numpy as np
@@ -14,14 +16,23 @@ import pytest
 from modelhost.client.wavfile import read_wav, write_wav
 from tests.conftest import ROOT
 
-SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "pin", "unpin", "generate", "doctor"]
+SUBCOMMANDS = ["serve", "ps", "health", "load", "unload", "pin", "unpin", "generate", "keys", "doctor"]
+TOKEN = "cli-test-token-0123456789"
 
 
-def modelhost(*args: str, address: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ}
+def modelhost(*args: str, address: str | None = None, timeout: float = 60,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
     if address:
         env["MODELHOST_ADDRESS"] = address
     return subprocess.run([sys.executable, "-m", "modelhost.host", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_usage_error(done: subprocess.CompletedProcess, needle: str) -> None:
+    """Exit 2 and exactly one line on stderr that says what is wrong: never a traceback."""
+    assert done.returncode == 2, f"exit {done.returncode}:\n{done.stderr}"
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert needle in done.stderr, done.stderr
 
 
 def test_generate_writes_a_wav_with_a_progress_bar(host, tmp_path) -> None:
@@ -97,3 +108,97 @@ def test_doctor_reports_every_backend() -> None:
     for family in ("synth", "musicgen", "audiogen", "rvc"):
         assert any(line.startswith(family) and " ok " in line for line in done.stdout.splitlines()), done.stdout
     assert done.stdout.startswith("torch ") and "nvml " in done.stdout
+
+
+def _listening_port() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+@pytest.mark.parametrize("case, catalog, args, needle", [
+    ("backend that does not import", '[models.x]\nbackend = "nowhere.at_all:Thing"\n', [],
+     "[models.x] backend 'nowhere.at_all:Thing': cannot import nowhere.at_all"),
+    ("max_message_bytes a list", '[host]\nmax_message_bytes = [1]\n[models.x]\nbackend = "synth"\n', [],
+     "max_message_bytes must be a positive whole number, got [1]"),
+    ("max_message_bytes negative", '[host]\nmax_message_bytes = -5\n[models.x]\nbackend = "synth"\n', [],
+     "max_message_bytes must be a positive whole number"),
+    ("heartbeat nan", '[host]\nheartbeat_s = nan\n[models.x]\nbackend = "synth"\n', [], "heartbeat_s must be a positive"),
+    ("drain timeout inf", '[host]\ndrain_timeout_s = inf\n[models.x]\nbackend = "synth"\n', [], "drain_timeout_s must be a positive"),
+    ("keep_alive negative", '[models.x]\nbackend = "synth"\nkeep_alive = -3\n', [], "keep_alive must be seconds"),
+    ("address a number", '[host]\naddress = 5\n[models.x]\nbackend = "synth"\n', ["--no-address"], "got 5 (int)"),
+    ("ipc path too long", '[models.x]\nbackend = "synth"\n', ["--address", "ipc:///tmp/" + "p" * 120 + "/host.sock"],
+     "over the 107-byte limit"),
+    ("device beyond the count", '[models.x]\nbackend = "synth"\ndevice = "cuda:7"\n', [], "[models.x] device 'cuda:7'"),
+    ("device that is no device", '[models.x]\nbackend = "synth"\ndevice = "gpu"\n', [], "device 'gpu' is not a torch device"),
+    ("bad TOML", '[models.x\n', [], "is not valid TOML"),
+])
+def test_serve_refuses_a_bad_start_in_one_line(case, catalog, args, needle, tmp_path) -> None:
+    config = tmp_path / "catalog.toml"
+    config.write_text(catalog)
+    address = [] if args == ["--no-address"] else args or ["--address", f"ipc://{tmp_path}/h.sock"]
+    done = modelhost("serve", "--config", str(config), *address, env={"MODELHOST_ADDRESS": ""})
+    assert_one_line_usage_error(done, needle)
+
+
+def test_serve_refuses_cuda_on_a_machine_without_it(tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: device = \"cuda\" is valid here")
+    config = tmp_path / "catalog.toml"
+    config.write_text('[models.x]\nbackend = "synth"\ndevice = "cuda"\n')
+    done = modelhost("serve", "--config", str(config), "--address", f"ipc://{tmp_path}/h.sock")
+    assert_one_line_usage_error(done, "this machine has no CUDA device")
+
+
+@pytest.mark.parametrize("where", ["--address", "catalog"])
+def test_serve_on_a_tcp_port_in_use_is_one_line(where, tmp_path) -> None:
+    with _listening_port() as taken:
+        url = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        config = tmp_path / "catalog.toml"
+        host_table = f'[host]\naddress = "{url}"\n' if where == "catalog" else ""
+        config.write_text(host_table + '[models.x]\nbackend = "synth"\n')
+        args = ["--address", url] if where == "--address" else []
+        done = modelhost("serve", "--config", str(config), *args, env={"MODELHOST_TOKEN": TOKEN, "MODELHOST_ADDRESS": ""})
+    assert_one_line_usage_error(done, "is already in use")
+
+
+@pytest.mark.parametrize("command", ["health", "generate synth -o {tmp}/x.wav"])
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0", "soon"])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_one_line(command, timeout, tmp_path) -> None:
+    done = modelhost(*command.format(tmp=tmp_path).split(), "--timeout", timeout, address=f"ipc://{tmp_path}/none.sock")
+    assert_one_line_usage_error(done, "--timeout: must be a positive, finite number of seconds")
+
+
+def test_generate_checks_its_files_before_sending_anything(tmp_path) -> None:
+    """No host listens here: a check done after connecting would exit 3 (no host), not 2."""
+    nowhere = f"ipc://{tmp_path}/none.sock"
+    out = str(tmp_path / "out.wav")
+    done = modelhost("generate", "stereo", "--input", str(tmp_path / "not.wav"), "-o", out, address=nowhere)
+    assert_one_line_usage_error(done, "--input {}: no such file".format(tmp_path / "not.wav"))
+    (tmp_path / "text.wav").write_text("not audio at all, just text that is long enough to have a header\n")
+    done = modelhost("generate", "stereo", "--input", str(tmp_path / "text.wav"), "-o", out, address=nowhere)
+    assert_one_line_usage_error(done, "is not a WAV file this client reads")
+    done = modelhost("generate", "stereo", "--input", str(tmp_path), "-o", out, address=nowhere)
+    assert_one_line_usage_error(done, "cannot read it")
+    done = modelhost("generate", "synth", "-o", str(tmp_path / "missing" / "out.wav"), address=nowhere)
+    assert_one_line_usage_error(done, f"the folder {tmp_path / 'missing'} does not exist")
+    done = modelhost("generate", "synth", "-o", str(tmp_path), address=nowhere)
+    assert_one_line_usage_error(done, "is a folder")
+    done = modelhost("generate", "synth", "-o", out, address=nowhere)
+    assert done.returncode == 3  # with good files, the missing host is what it reports
+
+
+def test_generate_into_a_missing_folder_fails_before_the_host_works(host, tmp_path) -> None:
+    started = time.monotonic()
+    done = modelhost("generate", "slow", "--param", "duration_s=200", "-o", str(tmp_path / "gone" / "out.wav"),
+                     address=host.address)
+    assert_one_line_usage_error(done, "does not exist; create it first")
+    assert time.monotonic() - started < 20  # a 200 s generation was never started
+
+
+def test_a_usage_error_is_one_line() -> None:
+    done = modelhost("generate")
+    assert_one_line_usage_error(done, "the following arguments are required: model, -o/--output")
