@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -35,8 +36,9 @@ def light_ui_first_audio(host_address: str) -> dict[str, float]:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
     started = time.time()
-    proc = subprocess.Popen([str(PY310), "-m", "webui_adapter", "--port", str(port), "--address", host_address],
-                            cwd=warm_start.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saves = tempfile.mkdtemp(prefix="mh-ui-")  # where its results are saved (outputs/...): never this checkout
+    proc = subprocess.Popen([str(PY310), "-m", "webui_adapter", "--port", str(port), "--address", host_address,
+                             "--webui", saves], cwd=warm_start.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
             if proc.poll() is not None:

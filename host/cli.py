@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", help="ipc:///abs/path, tcp://127.0.0.1:PORT, or tcp://HOST:PORT off loopback with "
                        "[host] curve_secret_key (default: [host] address, else $MODELHOST_ADDRESS, else "
                        "$XDG_RUNTIME_DIR/modelhost/host.sock or /tmp/modelhost-$UID/host.sock)")
+    serve.add_argument("--webui", metavar="DIR", help="also serve every model of the TTS-WebUI at DIR under its own "
+                       "names (its MusicGen/AudioGen picker, its musicgen_audiogen folders, its RVC voices); default: "
+                       "$MODELHOST_WEBUI; without --config, the WebUI's models alone")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     ps = client_command("ps", "list the catalog's models: state, device, memory, load time, hits, last use")
@@ -157,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             ensure_address_free(early)
-        config = load_config(args.config, address=args.address)
+        config = load_config(args.config, address=args.address, webui=args.webui)
         if early_url is None:  # the catalog file named the address
             ensure_address_free(config.address)
         check_on_this_machine(config)  # every backend imports, every device exists

@@ -45,6 +45,7 @@ from modelhost.client.address import Address, default_address, default_token, pa
 from modelhost.client.security import HostCurve, KeyFileError, host_curve
 
 CONFIG_ENV = "MODELHOST_CONFIG"
+WEBUI_ENV = "MODELHOST_WEBUI"
 
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
@@ -100,6 +101,14 @@ def parse_duration_s(value: Any, where: str) -> float:
 
 
 @dataclass(frozen=True)
+class WebuiConfig:
+    """``--webui DIR`` / ``[webui]``: a TTS-WebUI whose models are all served under its own names."""
+
+    root: str
+    defaults: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields its models get (device, keep_alive_s, ...)
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """Everything the daemon needs, checked once at start."""
 
@@ -113,15 +122,20 @@ class HostConfig:
     limits: wire.Limits = wire.DEFAULT_LIMITS
     token: str | None = None
     curve: HostCurve | None = None  # CURVE encryption on tcp://: the host's key pair and client allow-list
+    webui: WebuiConfig | None = None  # a TTS-WebUI whose models are served too
     socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
 
 
-def load_config(path: str | None = None, *, address: str | None = None) -> HostConfig:
+def load_config(path: str | None = None, *, address: str | None = None, webui: str | None = None) -> HostConfig:
     """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog, see host.defaults);
-    ``address`` wins over the file."""
+    ``address`` wins over the file. ``webui`` (else $MODELHOST_WEBUI): a TTS-WebUI folder whose models
+    are all served too; with it and no catalog file, the host serves the WebUI's models alone."""
     path = path or os.environ.get(CONFIG_ENV) or None
+    webui = webui or os.environ.get(WEBUI_ENV) or None
+    if webui and not path:
+        return parse_config({"webui": {"root": webui}}, address=address, source=f"the WebUI at {webui}")
     if path:
         try:
             text = Path(path).read_text()
@@ -137,6 +151,9 @@ def load_config(path: str | None = None, *, address: str | None = None) -> HostC
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    if webui:  # --webui / $MODELHOST_WEBUI wins over the catalog's [webui] root
+        webui_table = raw.get("webui") if isinstance(raw.get("webui"), dict) else {}
+        raw = {**raw, "webui": {**webui_table, "root": webui}}
     return parse_config(raw, address=address, source=source)
 
 
@@ -150,9 +167,10 @@ def cache_dir() -> Path:
 
 def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
     """Validate a parsed catalog; every problem raises ConfigError naming the key."""
-    unknown = set(raw) - {"preload", "host", "models", "budget"}
+    unknown = set(raw) - {"preload", "host", "models", "budget", "webui"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [budget], [models.NAME]")
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [budget], "
+                          "[webui], [models.NAME]")
     host = raw.get("host", {})
     if not isinstance(host, dict):
         raise ConfigError(f"{source}: [host] must be a table")
@@ -163,7 +181,8 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
     preload = raw.get("preload", [])
     if not isinstance(preload, list) or not all(isinstance(p, str) for p in preload):
         raise ConfigError(f"{source}: preload must be a list of model names")
-    preload = [m for name in preload for m in _preload_names(name, models, source)]
+    webui = _parse_webui(raw["webui"], source) if "webui" in raw else None
+    preload = [m for name in preload for m in _preload_names(name, models, source, webui is not None)]
     try:
         addr = parse_address(address if address is not None else host.get("address", default_address()))
     except ValueError as exc:
@@ -202,8 +221,41 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         limits=limits,
         token=token,
         curve=curve,
+        webui=webui,
         source=source,
     )
+
+
+_WEBUI_KEYS = {"root": None, "device": "device", "keep_alive": "keep_alive_s", "reserve": "reserve_bytes", "pin": "pin"}
+
+
+def _parse_webui(table: Any, source: str) -> WebuiConfig:
+    """``[webui]``: the TTS-WebUI folder to serve, and the residency keys its models get."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [webui] must be a table")
+    bad = set(table) - set(_WEBUI_KEYS)
+    if bad:
+        raise ConfigError(f"{source}: unknown keys in [webui]: {sorted(bad)}; known: {sorted(_WEBUI_KEYS)}")
+    root = table.get("root")
+    if not isinstance(root, str) or not root:
+        raise ConfigError(f"{source}: [webui] root must be the TTS-WebUI folder (a string)")
+    root = os.path.abspath(os.path.expanduser(root))
+    if not os.path.isdir(root):
+        raise ConfigError(f"the WebUI folder {root} does not exist (give the folder that holds its server.py)")
+    defaults: dict[str, Any] = {}
+    if "device" in table:
+        if not isinstance(table["device"], str):
+            raise ConfigError(f"{source}: [webui] device must be a string like \"cuda\" or \"cpu\"")
+        defaults["device"] = table["device"]
+    if "keep_alive" in table:
+        defaults["keep_alive_s"] = parse_duration_s(table["keep_alive"], f"{source}: [webui] keep_alive")
+    if "reserve" in table:
+        defaults["reserve_bytes"] = parse_bytes(table["reserve"], f"{source}: [webui] reserve")
+    if "pin" in table:
+        if not isinstance(table["pin"], bool):
+            raise ConfigError(f"{source}: [webui] pin must be true or false")
+        defaults["pin"] = table["pin"]
+    return WebuiConfig(root=root, defaults=defaults)
 
 
 def check_on_this_machine(config: HostConfig) -> None:
@@ -223,6 +275,11 @@ def check_on_this_machine(config: HostConfig) -> None:
             devices.resolve_device(spec.device)
         except ValueError as exc:
             raise ConfigError(f"{config.source}: [models.{spec.name}] {exc}") from None
+    if config.webui is not None and "device" in config.webui.defaults:
+        try:
+            devices.resolve_device(config.webui.defaults["device"])
+        except ValueError as exc:
+            raise ConfigError(f"{config.source}: [webui] {exc}") from None
 
 
 def _curve(host: dict[str, Any], addr: Address, source: str) -> HostCurve | None:
@@ -296,11 +353,14 @@ def _parse_budgets(table: Any, source: str) -> dict[str, float | int]:
     return budgets
 
 
-def _preload_names(name: str, models: dict[str, ModelSpec], source: str) -> list[str]:
-    """A model name, or the name of a voice-folder table (all its voices)."""
+def _preload_names(name: str, models: dict[str, ModelSpec], source: str, webui: bool = False) -> list[str]:
+    """A model name, or the name of a voice-folder table (all its voices); with a WebUI, any name (one
+    the WebUI does not offer fails its preload, which ``health`` reports)."""
     if name in models:
         return [name]
     voices = [m for m in models if m.startswith(name + "/")]
+    if not voices and webui:
+        return [name]
     if not voices:
         raise ConfigError(f"{source}: preload names {name!r}, which has no [models.{name}] table")
     return voices

@@ -1,7 +1,7 @@
-"""The composition root: config -> server + engine, start order, signals, drain and shutdown.
+"""The composition root: config -> catalog + server + core, start order, signals, drain and shutdown.
 
 Runs in the main thread. Start order: bind the socket (so clients can ask ``health`` while models
-preload), start the workers and the preload, start the I/O thread, wait for a signal. Shutdown is
+preload), start the core (its workers and the preload), start the I/O thread, wait for a signal. Shutdown is
 a state machine, safe to enter twice: SIGTERM/SIGINT -> draining (new work refused, in-flight work
 finishes within ``drain_timeout_s``; a second signal cuts the wait short) -> remaining jobs
 cancelled with an error reply each -> workers stopped, models unloaded -> socket closed and its
@@ -16,8 +16,9 @@ import signal
 import time
 from typing import Callable
 
+from modelhost.host.catalog import Catalog
 from modelhost.host.config import HostConfig
-from modelhost.host.engine import Engine
+from modelhost.host.core import Core
 from modelhost.host.server import Server
 
 log = logging.getLogger("modelhost.daemon")
@@ -29,10 +30,10 @@ _SIGNAL_POLL_S = 0.1  # how often the main thread looks at the signal count
 def serve(config: HostConfig) -> int:
     """Run the host until SIGTERM/SIGINT; returns the process exit code."""
     server = Server(config)
-    engine = Engine(config, reply=server.send)  # checks every catalog entry's options first
+    core = Core(config, reply=server.send, catalog=catalog_for(config))  # checks every catalog entry's options first
     server.bind()
-    engine.start()
-    server.start(engine)
+    core.start()
+    server.start(core)
     log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(config.models), config.address.url, config.source)
     for note in config.notes:
         log.warning("%s", note)
@@ -46,18 +47,31 @@ def serve(config: HostConfig) -> int:
                 log.critical("the I/O thread died; shutting down")
                 break
             time.sleep(_SIGNAL_POLL_S)
-        log.info("draining: no new work, waiting up to %.0f s for %s", config.drain_timeout_s, engine.health()["jobs"])
-        engine.begin_drain()
-        _wait_unless(lambda: signals.count >= 2, lambda: engine.wait_idle(0.2), config.drain_timeout_s)
-        engine.cancel_all()
-        engine.wait_idle(_CANCEL_GRACE_S)
-        engine.stop(timeout_s=_CANCEL_GRACE_S)
+        log.info("draining: no new work, waiting up to %.0f s for %s", config.drain_timeout_s, core.health()["jobs"])
+        core.control("drain")
+        _wait_unless(lambda: signals.count >= 2, lambda: core.wait_idle(0.2), config.drain_timeout_s)
+        core.control("cancel_all")
+        core.wait_idle(_CANCEL_GRACE_S)
+        core.control("stop")  # what still runs ends with shutting_down; the workers unload and exit
+        deadline = time.monotonic() + _CANCEL_GRACE_S
+        for worker in core.workers():
+            worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
         time.sleep(config.heartbeat_s / 2)  # let the I/O thread send the last replies
     finally:
         server.stop()
         signals.restore()
     log.info("modelhost stopped")
     return 0
+
+
+def catalog_for(config: HostConfig) -> Catalog:
+    """The catalog's models, plus every model of the TTS-WebUI it names (``--webui``, ``[webui]``)."""
+    webui = getattr(config, "webui", None)
+    if webui is None:
+        return Catalog(config.models)
+    from modelhost.host.webui import WebuiCatalog
+
+    return Catalog(config.models, WebuiCatalog(webui.root, defaults=webui.defaults))
 
 
 def _wait_unless(abort: Callable[[], bool], done: Callable[[], bool], timeout_s: float) -> None:

@@ -47,8 +47,10 @@ def short_tmp(prefix: str = "mh-") -> Path:
 
 
 def start_host(catalog: str, *, folder: Path | None = None, address: str | None = None,
-               env: dict[str, str] | None = None, wait_ready: bool = True, timeout_s: float = 120.0) -> HostProcess:
-    """Run `python -m modelhost.host serve` on ``catalog`` (TOML text) in ``folder``; wait until it is ready."""
+               env: dict[str, str] | None = None, wait_ready: bool = True, timeout_s: float = 120.0,
+               args: tuple[str, ...] = ()) -> HostProcess:
+    """Run `python -m modelhost.host serve` on ``catalog`` (TOML text) in ``folder``, with ``args`` (``--webui DIR``);
+    wait until it is ready."""
     folder = folder or short_tmp()
     config = folder / "catalog.toml"
     config.write_text(textwrap.dedent(catalog))
@@ -57,7 +59,7 @@ def start_host(catalog: str, *, folder: Path | None = None, address: str | None 
     log_path = folder / "host.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modelhost.host", "serve", "--config", str(config), "--address", address],
+            [sys.executable, "-m", "modelhost.host", "serve", "--config", str(config), "--address", address, *args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     host = HostProcess(proc=proc, address=address, socket_path=socket_path, log_path=log_path)

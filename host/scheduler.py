@@ -1,8 +1,8 @@
 """Per-model job queues, cancellation, deadlines and dead-client purges: pure bookkeeping.
 
 No zmq, no torch, no threads, no clock of its own (callers pass ``now``), so every rule here is
-tested directly. The engine guards one ``Scheduler`` with a lock and runs one worker per model;
-each worker takes its model's jobs in arrival (FIFO) order.
+tested directly. Only the core loop (``host.core``, thread ``modelhost-core``) uses it; it hands
+each model's jobs to that model's worker in arrival (FIFO) order, one at a time.
 
 A job is identified by ``(peer, request_id)``: the client's routing id and its request id.
 Lifecycle: queued -> running -> finished, or queued -> removed (cancelled, expired, client gone).
@@ -38,10 +38,19 @@ class Job:
     state: str = QUEUED
     cancelled: bool = False
     reason: str = ""  # why it was cancelled: "cancelled", "deadline", "client_gone", "shutdown"
+    replied: bool = False  # its final reply went out (the core sends exactly one)
+    oom_retried: bool = False  # it already had its one retry after an out-of-memory error
+    load_ns: int = 0  # time spent loading its model for it
 
     @property
     def key(self) -> JobKey:
         return (self.peer, self.request_id)
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a running job must stop at its next progress point; None while it may go on.
+        Read by the worker thread, written by the core (one attribute, atomic)."""
+        return self.reason if self.cancelled else None
 
 
 @dataclass
@@ -53,6 +62,28 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         self.queues.setdefault(job.model, deque()).append(job)
+
+    def find(self, key: JobKey) -> Job | None:
+        """The queued or running job with this key, if any."""
+        job = self.running.get(key)
+        if job is not None:
+            return job
+        for queue in self.queues.values():
+            for job in queue:
+                if job.key == key:
+                    return job
+        return None
+
+    def head(self, model: str) -> Job | None:
+        """The job ``model`` runs next, still queued."""
+        queue = self.queues.get(model)
+        return queue[0] if queue else None
+
+    def requeue_front(self, job: Job) -> None:
+        """A running job goes back to the front of its queue (to retry after its model's room was made)."""
+        self.running.pop(job.key, None)
+        job.state = QUEUED
+        self.queues.setdefault(job.model, deque()).appendleft(job)
 
     def take(self, model: str) -> Job | None:
         """The next job for ``model``, now running; None if its queue is empty."""
@@ -82,6 +113,21 @@ class Scheduler:
                     _flag(job, reason)
                     return job
         return None
+
+    def expire_one(self, job: Job, now_s: float) -> bool:
+        """``job``'s deadline timer fired: a queued one is removed (True: the caller replies), a running one flagged."""
+        if job.state == QUEUED and job.deadline_s <= now_s:
+            self.queues[job.model].remove(job)
+            job.state = REMOVED
+            _flag(job, "deadline")
+            return True
+        if job.state == RUNNING and job.deadline_s <= now_s:
+            _flag(job, "deadline")
+        return False
+
+    def remove_model(self, model: str, reason: str) -> list[Job]:
+        """Every queued job of ``model``, removed (its load failed for good); returns them."""
+        return self._remove_queued(lambda job: job.model == model, reason)
 
     def expire(self, now_s: float) -> list[Job]:
         """Remove queued jobs past their deadline and flag running ones; returns the removed ones."""

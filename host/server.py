@@ -1,7 +1,8 @@
-"""The host's ZeroMQ I/O thread: frames in -> engine; replies out; heartbeats; dead-client purge.
+"""The host's ZeroMQ I/O thread: frames in -> the core's inbox; replies out; heartbeats; dead-client purge.
 
-Runs in the thread ``modelhost-io``, the only thread that touches the ROUTER socket. Workers hand
-replies to ``send`` (any thread): it encodes in the caller's thread, queues the frames and wakes
+Runs in the thread ``modelhost-io``, the only thread that touches the ROUTER socket. It decodes
+each request, answers ``ping``, ``ps`` and ``health`` itself from the core's published snapshots,
+and posts the rest to the core (``host.core``). The core and the workers hand replies to ``send`` (any thread): it encodes in the caller's thread, queues the frames and wakes
 the I/O thread through a socketpair. Every incoming frame counts as a heartbeat from its client;
 a client with work in the host that stays silent for ``client_liveness_s`` is dropped and its jobs
 are cancelled. Bad input of any kind gets an error reply; nothing a client sends stops this loop.
@@ -33,7 +34,7 @@ from modelhost.client.address import Address, runtime_dir
 from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
 from modelhost.client.security import HostContext
 from modelhost.host.config import HostConfig
-from modelhost.host.engine import Engine
+from modelhost.host.core import Core
 
 log = logging.getLogger("modelhost.server")
 
@@ -51,7 +52,8 @@ class Server:
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.engine: Engine | None = None
+        self.core: Core | None = None
+        self._next_tick = 0.0
         self._limits = config.limits
         self._outbox: deque[list[Any]] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -68,7 +70,9 @@ class Server:
     def bind(self) -> None:
         addr = self.config.address
         self._sock.setsockopt(zmq.LINGER, 1000)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_message_bytes)
+        # libzmq drops a frame over MAXMSGSIZE and disconnects the peer without a reply; up to this hard
+        # cap (a memory guard) the frame reaches wire.decode, which answers too_large with the request id.
+        self._sock.setsockopt(zmq.MAXMSGSIZE, 2 * self._limits.max_message_bytes)
         self._sock.setsockopt(zmq.RCVHWM, 10000)
         self._sock.setsockopt(zmq.SNDHWM, 10000)
         if addr.is_ipv6:
@@ -90,8 +94,8 @@ class Server:
         if addr.path is not None:
             os.chmod(addr.path, self.config.socket_mode)
 
-    def start(self, engine: Engine) -> None:
-        self.engine = engine
+    def start(self, core: Core) -> None:
+        self.core = core
         self.thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -182,7 +186,13 @@ class Server:
                 return
             if msg.kind not in wire.REQUEST_KINDS:
                 raise BadRequestError(f"a {msg.kind!r} message is a reply, not a request")
-            body = self.engine.handle(peer, msg, received_ns)
+            if msg.kind == "health":
+                body = self.core.health()
+            elif msg.kind == "ps":
+                body = {"models": self.core.ps(), "devices": self.core.devices()}
+            else:
+                self.core.post(peer, msg, received_ns)
+                body = None
         except RequestError as exc:
             rid = exc.request_id if exc.request_id is not None else request_id
             self.send(peer, "error", rid, wire.error_body(exc))
@@ -199,11 +209,19 @@ class Server:
             raise UnauthorizedError("this host needs a token: set MODELHOST_TOKEN (or pass token=) to the host's token")
 
     def _tick(self) -> None:
+        """Every half heartbeat (not on every wake-up): clients with work that went silent are reported gone."""
         now = time.monotonic()
-        busy = self.engine.peers()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + self.config.heartbeat_s / 2
+        busy = self.core.busy_peers
         limit = self.config.client_liveness_s
-        dead = {peer for peer in busy if now - self._last_seen.get(peer, now) > limit}
-        self.engine.tick(now, dead)
+        for peer in busy:
+            if now - self._last_seen.get(peer, now) > limit:
+                self._last_seen.pop(peer, None)
+                self.core.peer_gone(peer)
+        if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
+            self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
         if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
             self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
 

@@ -21,7 +21,6 @@ from modelhost.client import Client
 from modelhost.client.wavfile import read_wav
 from tests.conftest import start_host
 from tests.support.light_ui import PY310, LightUI
-from tests.support.webui_host import webui_catalog_toml
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -31,7 +30,8 @@ pytestmark = pytest.mark.skipif(not PY310.exists(), reason="no .venv-py310 (Pyth
 
 @pytest.fixture(scope="module")
 def tree_host(webui_tree):
-    h = start_host("preload = [\"facebook/musicgen-small\"]\n" + webui_catalog_toml(webui_tree.root), timeout_s=300)
+    h = start_host("preload = [\"facebook/musicgen-small\"]\n[host]\nheartbeat_s = 0.25\n",
+                   args=("--webui", str(webui_tree.root)), timeout_s=300)
     yield h
     h.stop()
 

@@ -24,7 +24,6 @@ from modelhost.client import Client
 from modelhost.client.wavfile import write_wav
 from tests.conftest import start_host
 from tests.support.light_ui import PY310, LightUI
-from tests.support.webui_host import webui_catalog_toml
 
 pytestmark = pytest.mark.skipif(not PY310.exists(), reason="no .venv-py310 (Python 3.10 + Gradio, the WebUI side): "
                                                            "the README's test command creates it")
@@ -42,7 +41,7 @@ BOB_INDEX = "bob/added_IVF8_Flat_nprobe_1_bob_v2"
 
 @pytest.fixture(scope="module")
 def tree_host(webui_tree):
-    h = start_host(webui_catalog_toml(webui_tree.root), timeout_s=300)
+    h = start_host("[host]\nheartbeat_s = 0.25\n", args=("--webui", str(webui_tree.root)), timeout_s=300)
     yield h
     h.stop()
 

@@ -95,7 +95,7 @@ def test_install_doctor_and_uninstall_on_the_webuis_environments(webui: Path) ->
     assert wheel.is_file() and wheel.parent == webui / "data" / "modelhost" and wheel.name.startswith("modelhost-")
     assert entry["website"] == entry["extension_website"] == (ROOT / "README.md").as_uri()
 
-    host = start_host(_webui_catalog(webui))
+    host = start_host("", args=("--webui", str(webui)))
     try:
         (webui / ".env.user").write_text(f"MODELHOST_ADDRESS={host.address}\n")  # the WebUI's own override file
         ok = _webui_cli("doctor", str(webui))
@@ -115,12 +115,6 @@ def test_install_doctor_and_uninstall_on_the_webuis_environments(webui: Path) ->
     assert json.loads((webui / "extensions.external.json").read_text())["decorators"] == [OTHER_DECORATOR]
     assert not (webui / "data" / "modelhost").exists()
 
-
-def _webui_catalog(root: Path) -> str:
-    from modelhost.host.webui import WebuiCatalog
-    from tests.support.webui_tree import catalog_toml
-
-    return catalog_toml(WebuiCatalog(root, environ={}).scan())
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -86,14 +86,13 @@ def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> N
 # ---- everything WebuiCatalog finds, served ----
 
 @pytest.fixture(scope="module")
-def webui_host(webui_tree, tmp_path_factory):
+def webui_host(webui_tree):
+    """``modelhost serve --webui ROOT`` and nothing else: no catalog entries, no map, the hub offline."""
     from modelhost.host.launch import start_host
     from modelhost.host.webui import WebuiCatalog
-    from tests.support.webui_tree import catalog_toml
 
-    specs = WebuiCatalog(webui_tree.root, environ={}).scan()  # the tree's .env sets HF_HOME
-    empty_home = tmp_path_factory.mktemp("empty-hf-home")
-    h = start_host(catalog_toml(specs), env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home)}, timeout_s=120)
+    specs = WebuiCatalog(webui_tree.root, environ={}).scan()  # what the host should serve (the tree's .env sets HF_HOME)
+    h = start_host("", args=("--webui", str(webui_tree.root)), env={"HF_HUB_OFFLINE": "1"}, timeout_s=120)
     yield h, specs
     h.stop()
 
@@ -119,3 +118,31 @@ def test_webui_voices_at_any_depth_convert_with_the_index_the_webui_sends(webui_
                              ("singers/deep/carol", "singers/deep/added_IVF8_Flat_nprobe_1_carol_v2"), ("alice", "")):
             result = c.generate(voice, audio=audio, sample_rate=16000, params={"f0_method": "pm", "index": index})
             assert result.audio.dtype == np.int16 and result.info["index"] == (str(webui_tree.indexes[index]) if index else "")
+
+
+def test_a_voice_dropped_in_after_start_is_served_without_a_restart(webui_host, webui_tree) -> None:
+    host, _ = webui_host
+    new = webui_tree.checkpoints / "late" / "dave.pth"
+    new.parent.mkdir(exist_ok=True)
+    new.write_bytes(webui_tree.voices["alice"].read_bytes())
+    audio = np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32) * 0.3
+    try:
+        with Client(host.address) as c:
+            result = c.generate("late/dave", audio=audio, sample_rate=16000, params={"f0_method": "pm"})
+            assert result.audio.dtype == np.int16 and result.audio.size > 0
+            assert {m["name"]: m for m in c.ps()}["late/dave"]["state"] == "ready"
+    finally:
+        new.unlink()
+
+
+def test_a_path_outside_the_webui_and_its_cache_is_refused(webui_host, tmp_path) -> None:
+    host, _ = webui_host
+    outside = tmp_path / "voice.pth"
+    outside.write_bytes(b"not a voice")
+    with Client(host.address) as c:
+        with pytest.raises(E.UnknownModelError, match="outside"):
+            c.generate(str(outside), audio=np.zeros(1600, np.float32), sample_rate=16000)
+        with pytest.raises(E.UnknownModelError) as err:
+            c.generate("nobody/none", audio=np.zeros(1600, np.float32), sample_rate=16000)
+        assert "bob/bob" in str(err.value)  # the message lists what is served
+        assert c.health()["ready"]

@@ -414,10 +414,6 @@ def test_oversized_frames_leave_the_host_serving(fuzz_host) -> None:
     _assert_host_serves(fuzz_host)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "host/server.py sets zmq.MAXMSGSIZE to max_message_bytes: libzmq drops a frame over it and disconnects the "
-    "peer without a reply, so decode never sees it to answer too_large. Passes once server.py sets MAXMSGSIZE "
-    "to a hard cap above the limit (2 * max_message_bytes), issue 12"))
 def test_an_oversized_frame_is_answered_too_large_with_its_id(fuzz_host) -> None:
     ctx, sock = _dealer(fuzz_host.address)
     try:

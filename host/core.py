@@ -1,0 +1,645 @@
+"""The host's core loop: the one owner of the scheduler, every model's state and every admission decision.
+
+Runs in the thread ``modelhost-core``. Other threads only post events to its inbox: the I/O thread
+posts decoded requests and dead peers, workers post ``Report``s, the main thread posts controls
+(drain, cancel all, stop). The loop takes an event, changes its state, hands commands to model
+workers, and sends every final reply itself through ``_finish`` (idempotent: a job's reply goes out
+once, by construction). Timed work (deadlines, keep-alive expiry, catalog rescans) sits on a heap
+and costs nothing until it is due.
+
+Memory: before a load starts, its estimated bytes (the model's last measured size, else the
+catalog hint, else the backend's estimate from its files, plus its reserve) are reserved on its
+device, and evictions the policy (``host.residency``) picks must finish before the load is sent.
+A model's bytes count against its device from the moment its load is admitted until its unload is
+reported, so concurrent loads cannot overcommit a device. A model blocked by busy ones waits; one
+that could never fit fails with ``out_of_memory``.
+
+What other threads read (``ps`` rows, ``health``, the peers with work) is published as immutable
+values whose reference the core replaces; nobody else touches a ``Model`` or a backend.
+States: ``starting`` (preloading) -> ``running`` -> ``draining`` (no new work) -> ``stopped``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from modelhost.client import wire
+from modelhost.client.errors import (
+    BackendError,
+    BadParamsError,
+    BadRequestError,
+    DuplicateIdError,
+    OutOfMemoryError,
+    RequestError,
+    ShuttingDownError,
+    UnknownModelError,
+)
+from modelhost.host import __version__, devices, residency
+from modelhost.host.backends import create_backend, stop_error
+from modelhost.host.catalog import Catalog
+from modelhost.host.config import HostConfig, ModelSpec
+from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
+from modelhost.host.scheduler import RUNNING, Job, Scheduler
+from modelhost.host.worker import Command, Report, Reply, Worker
+
+log = logging.getLogger("modelhost.core")
+
+INTERNAL_PEER = b""  # jobs the host gives itself (preload, keep-alive unloads); their replies go nowhere
+DEFAULT_TIMEOUT_S = 3600.0
+RESCAN_S = 5.0  # how often a catalog that can change (a WebUI's folders) is read again
+
+
+@dataclass(frozen=True)
+class _Request:
+    peer: bytes
+    msg: wire.Message
+    received_ns: int
+
+
+@dataclass(frozen=True)
+class _PeerGone:
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class _Control:
+    op: str  # "drain", "cancel_all", "stop"
+    done: threading.Event
+
+
+class Core:
+    """See the module docstring. Public methods are safe from any thread; the rest runs in ``modelhost-core``."""
+
+    def __init__(self, config: HostConfig, reply: Reply, catalog: Catalog | None = None) -> None:
+        self.config = config
+        self._send = reply
+        self.catalog = catalog or Catalog(config.models)
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._sched = Scheduler()
+        self._models: dict[str, Model] = {}
+        self._workers: dict[str, Worker] = {}
+        self._timers: list[tuple[float, int, str, Any]] = []
+        self._seq = itertools.count()
+        self._internal_ids = itertools.count(1)
+        self._peer_jobs: dict[bytes, int] = {}
+        self._preload_left = list(config.preload)
+        self._preload_failed: dict[str, str] = {}
+        self._state = "starting" if self._preload_left else "running"
+        self._started_s = time.monotonic()
+        self._stopping = False
+        self._submitted = 0
+        for spec in self.catalog.scan().values():
+            self._add_model(spec)  # every backend's options are checked here, before the host serves
+        # published for other threads: replaced, never mutated
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.busy_peers: frozenset[bytes] = frozenset()
+        self.jobs = (0, 0)  # (queued, running)
+        self.thread = threading.Thread(target=self._loop, name="modelhost-core", daemon=True)
+        self._publish_all()
+
+    # ---- any thread ----
+
+    def start(self) -> None:
+        for worker in self._workers.values():
+            worker.start()
+        self.thread.start()
+        self._inbox.put(_Control("start", threading.Event()))
+
+    def post(self, peer: bytes, msg: wire.Message, received_ns: int) -> None:
+        """A decoded request for the core (generate, load, unload, cancel, pin)."""
+        self._inbox.put(_Request(peer, msg, received_ns))
+
+    def peer_gone(self, peer: bytes) -> None:
+        self._inbox.put(_PeerGone(peer))
+
+    def control(self, op: str, timeout_s: float = 30.0) -> bool:
+        """``drain``, ``cancel_all`` or ``stop``, done in the core thread; False if it took longer than ``timeout_s``."""
+        done = threading.Event()
+        self._inbox.put(_Control(op, done))
+        return done.wait(timeout_s)
+
+    def workers(self) -> list[Worker]:
+        return list(self._workers.values())
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no job is queued or running; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while self.jobs != (0, 0):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def health(self) -> dict[str, Any]:
+        queued, running = self.jobs
+        rows = self.rows
+        state = self._state
+        return {
+            "status": state,
+            "ready": state == "running" and not self._preload_failed,
+            "version": __version__,
+            "protocol": wire.PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self._started_s, 3),
+            "models": {name: row["state"] for name, row in rows.items()},
+            "preload_pending": list(self._preload_left),
+            "preload_failed": dict(self._preload_failed),
+            "jobs": {"queued": queued, "running": running},
+        }
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(self.rows.values())
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Per device in use (and the CPU): total, budget, used by models, used by others, free."""
+        rows = self.ps()
+        names = {"cpu"} | {r["device"] for r in rows if r["state"] == READY} | {
+            s.device for s in self.config.models.values() if s.device}
+        out = []
+        for device in sorted(names):
+            info = devices.memory_info(device)
+            by_models = sum(r["memory_bytes"] for r in rows if r["device"] == device and r["state"] == READY)
+            used = info["total_bytes"] - info["free_bytes"]
+            out.append({"device": device, "total_bytes": info["total_bytes"], "free_bytes": info["free_bytes"],
+                        "budget_bytes": devices.budget_bytes(device, self.config.budgets),
+                        "used_by_models_bytes": by_models, "used_by_others_bytes": max(0, used - by_models)})
+        if any(name.startswith("cuda") for name in names):  # the warm tier: RAM holding models offloaded from GPUs
+            cpu = out[[d["device"] for d in out].index("cpu")]
+            warm = sum(r["memory_bytes"] for r in rows if r["state"] == WARM)
+            out.append({**cpu, "device": "warm", "budget_bytes": devices.budget_bytes("warm", self.config.budgets),
+                        "used_by_models_bytes": warm, "used_by_others_bytes": 0})
+        return out
+
+    # ---- the loop ----
+
+    def _loop(self) -> None:
+        while True:
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            try:
+                event = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            try:
+                if event is not None:
+                    self._handle(event)
+                    while True:  # take what else is waiting before publishing once
+                        try:
+                            self._handle(self._inbox.get_nowait())
+                        except queue.Empty:
+                            break
+                self._fire_timers(time.monotonic())
+                self._pump()
+                self._publish_counts()
+            except Exception:  # a core bug must not end the host; the event's job, if any, still gets its reply
+                log.critical("the core loop failed on %r", event, exc_info=True)
+            if self._stopping:
+                return
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, Report):
+            self._on_report(event)
+        elif isinstance(event, _Request):
+            self._on_request(event)
+        elif isinstance(event, _PeerGone):
+            self._on_peer_gone(event.peer)
+        elif isinstance(event, _Control):
+            self._on_control(event)
+
+    # ---- requests ----
+
+    def _on_request(self, event: _Request) -> None:
+        peer, msg = event.peer, event.msg
+        try:
+            if msg.kind == "cancel":
+                self._send(peer, "result", msg.id, {"cancelled": self._cancel(peer, msg.body["target"])})
+            elif msg.kind == "pin":
+                model = self._model(msg.body["model"])
+                model.pinned = bool(msg.body["pinned"])
+                if not model.pinned:
+                    self._arm_keep_alive(model)
+                self._send(peer, "result", msg.id, self._row(model))
+            elif msg.kind in ("generate", "load", "unload"):
+                self._submit(event)
+            else:
+                raise BadRequestError(f"a {msg.kind!r} message is not a request")
+        except RequestError as exc:
+            if peer != INTERNAL_PEER:
+                self._send(peer, "error", msg.id, wire.error_body(exc))
+
+    def _submit(self, event: _Request) -> None:
+        peer, msg = event.peer, event.msg
+        if self._state in ("draining", "stopped"):
+            raise ShuttingDownError("the host is shutting down and takes no new work; retry once it is back")
+        if peer != INTERNAL_PEER and self._sched.find((peer, msg.id)) is not None:
+            raise DuplicateIdError(f"request id {msg.id} is already in use by a running request of this client; "
+                                   "use a new id for each request")
+        model = self._model(msg.body["model"])
+        if msg.kind == "generate" and msg.body.get("audio") is not None:
+            rate = msg.body.get("sample_rate")
+            if type(rate) is not int or not 0 < rate <= 768_000:
+                raise BadParamsError(f"audio needs its sample_rate, an int in 1..768000 Hz; got {rate!r}")
+        timeout_s = msg.body.get("timeout_s") or DEFAULT_TIMEOUT_S
+        job = Job(peer, msg.id, msg.kind, model.name, msg.body, event.received_ns, time.monotonic() + float(timeout_s))
+        self._sched.submit(job)
+        self._submitted += 1
+        self._peer_jobs[peer] = self._peer_jobs.get(peer, 0) + 1
+        if math.isfinite(job.deadline_s):
+            self._timer(job.deadline_s, "deadline", job)
+        self._dirty(model)
+
+    def _model(self, name: str) -> Model:
+        model = self._models.get(name)
+        if model is not None:
+            return model
+        spec = self.catalog.resolve(name)  # UnknownModelError naming what is served
+        model = self._models.get(spec.name)
+        if model is None:
+            model = self._add_model(spec)
+            self._workers[spec.name].start()
+        return model
+
+    def _add_model(self, spec: ModelSpec) -> Model:
+        try:
+            backend = create_backend(spec)
+        except (ValueError, ImportError) as exc:
+            if self.thread_started():
+                raise UnknownModelError(f"model {spec.name!r} cannot be served: {exc}") from None
+            raise
+        model = Model(spec, backend)
+        self._models[spec.name] = model
+        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._send)
+        if getattr(self, "rows", None) is not None:
+            self._dirty(model)
+        return model
+
+    def thread_started(self) -> bool:
+        return getattr(self, "thread", None) is not None and self.thread.is_alive()
+
+    def _cancel(self, peer: bytes, target: int) -> bool:
+        job = self._sched.cancel((peer, target))
+        if job is None:
+            return False
+        if job.state != "running":
+            self._finish_error(job, stop_error("cancelled"))
+        return True
+
+    def _on_peer_gone(self, peer: bytes) -> None:
+        for job in self._sched.drop_peer(peer):
+            self._finish_error(job, stop_error("client_gone"))
+
+    # ---- dispatch: which model does what next ----
+
+    def _pump(self) -> None:
+        """Give every idle model its next piece of work, oldest waiting request first (again while that
+        submitted more work, as a finished preload does)."""
+        submitted = -1
+        while submitted != self._submitted:
+            submitted = self._submitted
+            waiting = [(job.received_ns, name) for name in list(self._sched.queues)
+                       if (job := self._sched.head(name)) is not None]
+            for _, name in sorted(waiting):
+                model = self._models[name]
+                while model.idle and (job := self._sched.head(name)) is not None:
+                    if not self._dispatch(model, job):
+                        break
+
+    def _dispatch(self, model: Model, job: Job) -> bool:
+        """Start ``job`` (or the load / restore it needs); False while it must wait."""
+        if job.kind == "unload":
+            self._sched.take(model.name)
+            if model.state in (READY, WARM):
+                model.state = UNLOADING
+                self._command(model, Command("unload", job=job, device=model.device or "", reason=job.body.get("reason", "requested")))
+            else:
+                self._done(job, "result", self._row(model))
+            return True
+        if model.state in (UNLOADED, FAILED):
+            return self._admit(model, job, restore=False)
+        if model.state == WARM:
+            return self._admit(model, job, restore=True)
+        if model.state != READY:
+            return False
+        if job.oom_retried and self._evicting_on(model.device):
+            return False  # its retry after an out-of-memory error waits for the evictions to free the room
+        self._sched.take(model.name)
+        model.record_use(time.monotonic(), job.body.get("keep_alive_s"), generated=job.kind == "generate")
+        if job.kind == "load":
+            self._done(job, "result", self._row(model))
+            self._arm_keep_alive(model)
+            return True
+        model.running = job
+        self._command(model, Command("run", job=job))
+        return True
+
+    def _admit(self, model: Model, job: Job, restore: bool) -> bool:
+        """Reserve room for ``model`` on its device and send the load; False while evictions or busy models hold it."""
+        try:
+            device = model.device if restore and model.device else devices.resolve_device(model.spec.device)
+        except Exception as exc:
+            self._fail_model_jobs(model, BadRequestError(f"model {model.name!r}: {exc}"))
+            return False
+        need = model.held() if restore else model.estimate()
+        residents = [m for m in self._models.values() if m is not model and m.state in ON_DEVICE and m.device == device]
+        busy = {m.name for m in residents if not m.idle or m.state in MOVING}
+        try:
+            victims = residency.plan(model.name, need.own_bytes, devices.budget_bytes(device, self.config.budgets),
+                                     [m.resident(m.name in busy) for m in residents], time.monotonic(), need.shared)
+        except residency.NoRoom as exc:
+            try:  # would it fit once the busy ones are done? then it waits for them
+                residency.plan(model.name, need.own_bytes, devices.budget_bytes(device, self.config.budgets),
+                               [m.resident(False) for m in residents], time.monotonic(), need.shared)
+                return False
+            except residency.NoRoom:
+                self._fail_model_jobs(model, OutOfMemoryError(str(exc)))
+                return False
+        if victims:
+            for victim in victims:
+                self._evict(self._models[victim.name])
+            return False  # admitted once the evictions are reported
+        model.device = device
+        model.reserved = need
+        model.state = RESTORING if restore else LOADING
+        model.error = None
+        job.load_ns = -time.monotonic_ns()
+        if restore:
+            self._command(model, Command("restore", device=device))
+        else:
+            warmup = job.peer == INTERNAL_PEER and bool(job.body.get("warmup"))
+            self._command(model, Command("load", device=device, warmup=warmup))
+        return False  # the job itself runs once the model is ready
+
+    def _evict(self, model: Model, reason: str = "evicted") -> None:
+        """Demote ``model`` to the warm tier if it can go there, else unload it (it must be idle)."""
+        if model.state == READY:
+            model.evictions += 1  # counted once, when it leaves its device
+        target = self._warm_room(model)
+        if target is None:
+            model.state = UNLOADING
+            self._command(model, Command("unload", device=model.device or "", reason=reason))
+            return
+        for warm in target:
+            self._evict(self._models[warm.name])
+        model.state = OFFLOADING
+        self._command(model, Command("offload", device=model.device or ""))
+
+    def _warm_room(self, model: Model) -> list[residency.Resident] | None:
+        if not (model.backend.can_offload and (model.device or "").startswith("cuda")):
+            return None
+        warm = [m.resident(not m.idle) for m in self._models.values() if m.state == WARM and m is not model]
+        budget = devices.budget_bytes("warm", self.config.budgets)
+        return residency.demote(model.resident(False), True, budget, warm, time.monotonic())
+
+    def _evicting_on(self, device: str | None) -> bool:
+        return any(m.device == device and m.state in (UNLOADING, OFFLOADING) for m in self._models.values())
+
+    def _command(self, model: Model, command: Command) -> None:
+        model.command = command.op
+        self._workers[model.name].send(command)
+        self._dirty(model)
+
+    # ---- reports from the workers ----
+
+    def _on_report(self, report: Report) -> None:
+        model = self._models[report.model]
+        op = report.command.op
+        model.command = None
+        if op in ("load", "restore"):
+            self._on_loaded(model, report)
+        elif op == "run":
+            self._on_run(model, report)
+        elif op == "unload":
+            model.state, model.device = UNLOADED, None
+            self._dirty_sharers(model)
+            if report.command.job is not None:
+                self._done(report.command.job, "result", self._row(model))
+        elif op == "offload":
+            if report.ok:
+                model.state = WARM
+            else:
+                model.state, model.device = UNLOADED, None
+                log.warning("model %s: offload failed (%s); unloaded instead", model.name, report.error)
+        self._dirty(model)
+
+    def _on_loaded(self, model: Model, report: Report) -> None:
+        model.reserved = None
+        job = self._sched.head(model.name)
+        if report.ok:
+            now = time.monotonic()
+            if report.command.op == "load":
+                model.report = report.report
+                model.measured_delta_bytes = report.delta_bytes
+                model.load_s = report.seconds
+                model.loads += 1
+                model.details = report.details
+            else:
+                model.swap_in_s = report.seconds
+            model.state = READY
+            model.last_used_s = now
+            model.keep_until_s = residency.keep_until(now, model.spec.keep_alive_s)
+            self._dirty_sharers(model)
+            if job is not None and job.load_ns < 0:
+                job.load_ns += time.monotonic_ns()
+            self._arm_keep_alive(model)
+            return
+        model.state, model.device = (UNLOADED if report.oom else FAILED), None
+        model.error = None if report.oom else str(report.error)
+        if report.oom and job is not None and not job.oom_retried:
+            job.oom_retried = True
+            freed = self._free_device_for(report.command.device, model)
+            log.warning("model %s: out of memory loading on %s; freed %d model(s), retrying once",
+                        model.name, report.command.device, freed)
+            return
+        self._fail_model_jobs(model, report.error or BackendError(f"model {model.name!r} failed to load"))
+
+    def _free_device_for(self, device: str, keep: Model) -> int:
+        """After an out-of-memory error: evict every idle, unpinned model on ``device`` but ``keep``."""
+        victims = [m for m in self._models.values() if m is not keep and m.device == device
+                   and m.state == READY and m.idle and not m.pinned]
+        for victim in victims:
+            self._evict(victim)
+        return len(victims)
+
+    def _on_run(self, model: Model, report: Report) -> None:
+        job = report.command.job
+        assert job is not None
+        model.running = None
+        if report.ok:
+            if report.report is not None and report.report != model.report:
+                model.report = report.report
+                self._dirty_sharers(model)
+            model.details = report.details
+            self._done(job, "result", report.body)
+        elif report.oom and not job.oom_retried and job.stop_reason is None:
+            job.oom_retried = True
+            self._sched.requeue_front(job)
+            freed = self._free_device_for(model.device or "", model)
+            devices.release_cached_memory(model.device or "cpu")
+            log.warning("model %s: out of memory on %s; freed %d model(s), retrying once", model.name, model.device, freed)
+        else:
+            self._done_error(job, report.error or BackendError(f"model {model.name!r} failed"))
+        self._arm_keep_alive(model)
+
+    def _fail_model_jobs(self, model: Model, error: RequestError) -> None:
+        """``model`` cannot be made ready: every job queued for it ends with ``error``."""
+        for job in self._sched.remove_model(model.name, "failed"):
+            self._done_error(job, error)
+
+    # ---- replies: the one place a job's final reply is sent ----
+
+    def _done(self, job: Job, kind: str, body: dict[str, Any]) -> None:
+        if job.replied:
+            return
+        job.replied = True
+        if job.state == RUNNING:
+            self._sched.finish(job)
+        self._job_gone(job)
+        if job.peer == INTERNAL_PEER:
+            self._internal_done(job, kind, body)
+        else:
+            self._send(job.peer, kind, job.request_id, body)
+
+    def _done_error(self, job: Job, error: RequestError) -> None:
+        self._done(job, "error", wire.error_body(error))
+
+    def _finish_error(self, job: Job, error: Exception) -> None:
+        assert isinstance(error, RequestError)
+        self._done_error(job, error)
+
+    def _job_gone(self, job: Job) -> None:
+        left = self._peer_jobs.get(job.peer, 1) - 1
+        if left:
+            self._peer_jobs[job.peer] = left
+        else:
+            self._peer_jobs.pop(job.peer, None)
+        if job.model in self._models:
+            self._dirty(self._models[job.model])
+
+    # ---- timers ----
+
+    def _timer(self, when: float, kind: str, item: Any) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), kind, item))
+
+    def _fire_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, item = heapq.heappop(self._timers)
+            if kind == "deadline":
+                if not item.replied and self._sched.expire_one(item, now):
+                    self._done_error(item, stop_error("deadline"))
+            elif kind == "keep_alive":
+                self._keep_alive_due(self._models.get(item), now)
+            elif kind == "rescan":
+                self._rescan()
+
+    def _arm_keep_alive(self, model: Model) -> None:
+        if math.isfinite(model.keep_until_s) and not model.pinned:
+            self._timer(model.keep_until_s, "keep_alive", model.name)
+
+    def _keep_alive_due(self, model: Model | None, now: float) -> None:
+        if model is None or model.pinned or not model.idle or model.keep_until_s > now:
+            return
+        if model.state not in (READY, WARM) or self._sched.head(model.name) is not None or self._state != "running":
+            return
+        model.state = UNLOADING
+        self._command(model, Command("unload", device=model.device or "", reason="keep_alive"))
+
+    def _rescan(self) -> None:
+        try:
+            for spec in self.catalog.scan().values():
+                if spec.name not in self._models:
+                    model = self._add_model(spec)
+                    self._workers[spec.name].start()
+                    self._dirty(model)
+        except Exception:
+            log.warning("catalog rescan failed", exc_info=True)
+        self._timer(time.monotonic() + RESCAN_S, "rescan", None)
+
+    # ---- preload and controls ----
+
+    def _on_control(self, control: _Control) -> None:
+        if control.op == "start":
+            self._next_preload()
+            if self.catalog.dynamic:
+                self._timer(time.monotonic() + RESCAN_S, "rescan", None)
+        elif control.op == "drain":
+            if self._state != "stopped":
+                self._state = "draining"
+        elif control.op == "cancel_all":
+            for job in self._sched.cancel_all("shutdown"):
+                self._done_error(job, stop_error("shutdown"))
+        elif control.op == "stop":
+            for job in self._sched.cancel_all("shutdown") + list(self._sched.running.values()):
+                self._done_error(job, stop_error("shutdown"))  # running ones had their grace; they end now
+            for worker in self._workers.values():
+                worker.send(Command("stop"))
+            self._state = "stopped"
+            self._stopping = True
+        control.done.set()
+
+    def _next_preload(self) -> None:
+        while self._preload_left:
+            name = self._preload_left[0]
+            msg = wire.Message(kind="load", id=next(self._internal_ids), body={"model": name, "warmup": True})
+            try:
+                self._submit(_Request(INTERNAL_PEER, msg, time.monotonic_ns()))
+                return
+            except RequestError as exc:
+                self._preload_failed[name] = exc.message
+                self._preload_left.pop(0)
+        if self._state == "starting":
+            self._state = "running"
+
+    def _internal_done(self, job: Job, kind: str, body: dict[str, Any]) -> None:
+        if job.kind == "load" and job.model in self._preload_left[:1]:
+            self._preload_left.pop(0)
+            if kind == "error":
+                self._preload_failed[job.model] = body.get("message", "failed")
+                log.error("preload of %s failed: %s", job.model, body.get("message"))
+            self._next_preload()
+            if not self._preload_left:
+                log.info("preload done: %s", ", ".join(self.config.preload))
+
+    # ---- what other threads read ----
+
+    def _row(self, model: Model) -> dict[str, Any]:
+        holders: dict[Any, int] = {}
+        if model.report is not None and model.report.shared:
+            for other in self._models.values():
+                if other.state == READY and other.device == model.device and other.report is not None:
+                    for key in other.report.shared:
+                        holders[key] = holders.get(key, 0) + 1
+        return model.build_row(self._sched.queued(model.name), self._sched.running_count(model.name), holders)
+
+    def _dirty_sharers(self, model: Model) -> None:
+        """``model``'s shared weights changed hands: every holder's ps row shows the new count."""
+        keys = set(model.report.shared) if model.report is not None else set()
+        for other in self._models.values():
+            if other.report is not None and keys & set(other.report.shared):
+                self._dirty(other)
+
+    def _dirty(self, model: Model) -> None:
+        row = self._row(model)
+        if model.name in self.rows:
+            self.rows[model.name] = row  # an existing key: readers iterating a copy are safe
+        else:
+            self.rows = {**self.rows, model.name: row}
+
+    def _publish_all(self) -> None:
+        self.rows = {name: self._row(m) for name, m in self._models.items()}
+
+    def _publish_counts(self) -> None:
+        self.jobs = (self._sched.queued(), len(self._sched.running))
+        peers = frozenset(self._peer_jobs) - {INTERNAL_PEER}
+        if peers != self.busy_peers:
+            self.busy_peers = peers
+

@@ -1,0 +1,166 @@
+"""One catalog model as the core loop sees it: its state, measurements and what ``ps`` shows.
+
+Owned by the core thread (``modelhost-core``): only it reads or changes a ``Model``. What other
+threads need (``ps``) is the immutable ``row`` dict the core rebuilds after each change and
+publishes by replacing the reference. The backend object is touched only by the model's worker.
+
+States: ``unloaded`` -> ``loading`` -> ``ready`` -> ``unloading`` -> ``unloaded``; from ``ready``
+a GPU model can go ``offloading`` -> ``warm`` -> ``restoring`` -> ``ready``; a failed load ends in
+``failed`` (its error kept), which a new request retries.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from modelhost.host import residency
+from modelhost.host.backends import Backend, MemoryReport
+from modelhost.host.config import ModelSpec
+
+UNLOADED, LOADING, READY, UNLOADING, FAILED = "unloaded", "loading", "ready", "unloading", "failed"
+WARM, OFFLOADING, RESTORING = "warm", "offloading", "restoring"
+ON_DEVICE = frozenset({LOADING, READY, UNLOADING, OFFLOADING, RESTORING})  # count against the device's budget
+MOVING = frozenset({LOADING, UNLOADING, OFFLOADING, RESTORING})  # a worker command is changing where it lives
+
+
+class Model:
+    """A catalog model's state, measurements and residency facts (core thread only)."""
+
+    def __init__(self, spec: ModelSpec, backend: Backend) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.state = UNLOADED
+        self.device: str | None = None
+        self.report: MemoryReport | None = None  # last measured size: survives an unload and sizes the next load
+        self.reserved: MemoryReport | None = None  # what a load in progress holds on its device
+        self.measured_delta_bytes = 0
+        self.load_s: float | None = None
+        self.swap_in_s: float | None = None
+        self.hits = 0
+        self.loads = 0
+        self.evictions = 0
+        self.last_used: float | None = None  # wall clock, for people
+        self.last_used_s = 0.0  # monotonic, for the policy
+        self.usage = residency.Usage()
+        self.pinned = spec.pin
+        self.keep_until_s = math.inf
+        self.error: str | None = None
+        self.running: Any = None  # the Job the worker is running, if any
+        self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
+        self.source = _safe(backend.source)
+        self.details: dict[str, Any] = {}
+        self.row: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def idle(self) -> bool:
+        return self.command is None
+
+    def estimate(self) -> MemoryReport:
+        """What a load will take: the last measured size, else the catalog's memory hint, else the backend's
+        estimate from its files; the catalog's reserve for activations comes on top."""
+        if self.report is not None:
+            base = self.report
+        elif self.spec.memory_bytes is not None:
+            base = MemoryReport(self.spec.memory_bytes)
+        else:
+            base = _safe(self.backend.estimate, MemoryReport(0))
+        return MemoryReport(base.own_bytes + self.spec.reserve_bytes, dict(base.shared))
+
+    def held(self) -> MemoryReport:
+        """What it holds on its device now (a load in progress: its reservation)."""
+        if self.state in (LOADING, RESTORING):
+            return self.reserved or self.estimate()
+        report = self.report or MemoryReport(0)
+        return MemoryReport(report.own_bytes + self.spec.reserve_bytes, dict(report.shared))
+
+    def resident(self, busy: bool) -> residency.Resident:
+        held = self.held()
+        return residency.Resident(
+            name=self.name, device=self.device or "", bytes=held.own_bytes, reload_s=self.load_s or 0.0,
+            last_used_s=self.last_used_s, usage=self.usage, pinned=self.pinned, busy=busy,
+            keep_until_s=self.keep_until_s, shared=dict(held.shared))
+
+    def record_use(self, now_s: float, keep_alive_s: float | None, generated: bool) -> None:
+        """A request used this model: a generation counts as use; any request may extend the keep-alive."""
+        if generated:
+            self.hits += 1
+            self.last_used = time.time()
+            self.last_used_s = now_s
+            self.usage.hit(now_s)
+        current = self.keep_until_s if self.keep_until_s > now_s else 0.0
+        self.keep_until_s = max(current, residency.keep_until(now_s, self.spec.keep_alive_s, keep_alive_s))
+
+    def build_row(self, queued: int, running: int, holders: dict[Any, int]) -> dict[str, Any]:
+        """The ``ps`` row (a new dict each time: other threads hold the old one); ``holders``: how many
+        ready models on this device hold each shared weight."""
+        ready = self.state == READY
+        own = self.report.own_bytes if self.report else 0
+        shared = dict(self.report.shared) if self.report else {}
+        self.row = {
+            "name": self.name,
+            "backend": self.spec.backend,
+            "source": self.source,
+            "state": self.state,
+            "device": self.device if ready else (self.spec.device or "auto"),
+            "tier": _tier(self.state, self.device),
+            "swap_in_s": self.swap_in_s,
+            "memory_bytes": own + sum(shared.values()) if self.state in (READY, WARM) else 0,
+            "measured_bytes": own + sum(shared.values()) if self.report else None,
+            "held_bytes": self.held().total_bytes if self.state in ON_DEVICE else 0,
+            "reserved_bytes": self.reserved.total_bytes if self.reserved and self.state in (LOADING, RESTORING) else 0,
+            "estimate_bytes": self.estimate().total_bytes,
+            "measured_delta_bytes": self.measured_delta_bytes,
+            "reserve_bytes": self.spec.reserve_bytes,
+            "pinned": self.pinned,
+            "keep_until": _wall(self.keep_until_s) if ready else None,
+            "evictions": self.evictions,
+            "loads": self.loads,
+            "load_s": self.load_s,
+            "hits": self.hits,
+            "last_used": self.last_used,
+            "error": self.error,
+            "details": self._details(shared, holders) if ready else {},
+            "queued": queued,
+            "running": running,
+        }
+        return self.row
+
+
+    def _details(self, shared: dict[Any, int], holders: dict[Any, int]) -> dict[str, Any]:
+        """The backend's details, with each shared weight's bytes and holder count from the host's own accounting."""
+        if not shared:
+            return dict(self.details)
+        by_kind = {_kind(key): {"bytes": nbytes, "holders": holders.get(key, 1)} for key, nbytes in shared.items()}
+        return {**self.details, "shared": by_kind}
+
+
+def _kind(key: Any) -> str:
+    """A shared weight's key (``("hubert", path)``) as ps names it: ``hubert``."""
+    return str(key[0]) if isinstance(key, tuple) and key else str(key)
+
+
+def _safe(call: Any, default: Any = None) -> Any:
+    """A backend's file-only hook (source, estimate): a failure there must not stop the host."""
+    try:
+        return call()
+    except Exception:
+        return {} if default is None else default
+
+
+def _wall(monotonic_s: float) -> float | None:
+    """A monotonic instant as wall-clock epoch seconds, for people; None for never."""
+    return None if math.isinf(monotonic_s) else time.time() + (monotonic_s - time.monotonic())
+
+
+def _tier(state: str, device: str | None) -> str:
+    if state == WARM:
+        return "warm"
+    if state != READY:
+        return "unloaded"
+    return "gpu" if (device or "").startswith("cuda") else "cpu"
