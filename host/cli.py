@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ps = client_command("ps", "list the catalog's models: state, device, memory, load time, hits, last use")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ps.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
+                    help="refresh in place every SECONDS (default 1) until Ctrl-C: memory bars per device, requests/s")
+    ps.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # --watch: stop after this many frames (tests)
     health = client_command("health", "the host's status: ready or not, per-model state, jobs")
     health.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     client_command("load", "load a model now instead of on first use").add_argument("model")
@@ -180,6 +183,8 @@ def _client(args: argparse.Namespace):
 
 
 def _ps(args: argparse.Namespace) -> int:
+    if args.watch is not None:
+        return _watch(args)
     with _client(args) as c:
         models = c.ps(timeout_s=args.timeout)
         device_rows = c.devices(timeout_s=args.timeout)
@@ -198,6 +203,55 @@ def _ps(args: argparse.Namespace) -> int:
         _bytes(d["used_by_others_bytes"]), _bytes(d["free_bytes"]),
     ] for d in device_rows])
     return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """``ps --watch``: the table and a memory bar per device, redrawn in place; requests/s from the hits."""
+    if not math.isfinite(args.watch) or args.watch <= 0:
+        return _fail("--watch needs a positive number of seconds", EXIT_USAGE)
+    before: dict[str, int] = {}
+    last = time.monotonic()
+    frames = 0
+    with _client(args) as c:
+        try:
+            while True:
+                models, device_rows = c.ps(timeout_s=args.timeout), c.devices(timeout_s=args.timeout)
+                now = time.monotonic()
+                rate = {m["name"]: (m["hits"] - before.get(m["name"], m["hits"])) / max(now - last, 1e-3) for m in models}
+                before, last = {m["name"]: m["hits"] for m in models}, now
+                lines = [f"modelhost at {c.address}   {time.strftime('%H:%M:%S')}   (Ctrl-C to stop)", ""]
+                for d in device_rows:
+                    lines.append(_bar(d, [m for m in models if (m["state"] == "warm") == (d["device"] == "warm")
+                                          and (d["device"] == "warm" or m["device"] == d["device"]) and m["held_bytes"]]))
+                lines.append("")
+                rows = [["NAME", "STATE", "TIER", "DEVICE", "MEMORY", "QUEUED", "RUNNING", "REQ/S", "HITS"]] + [[
+                    m["name"], m["state"], m["tier"], str(m["device"]), _bytes(m["held_bytes"] or m["memory_bytes"]),
+                    str(m["queued"]), str(m["running"]), f"{rate[m['name']]:.1f}", str(m["hits"]),
+                ] for m in models]
+                widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+                lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+                sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")  # home, clear: redrawn in place
+                sys.stdout.flush()
+                frames += 1
+                if args.count and frames >= args.count:
+                    return EXIT_OK
+                time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
+def _bar(device: dict, models: list[dict], width: int = 50) -> str:
+    """One device's budget as a bar of its resident models (a letter each), with the used/budget figures."""
+    budget = max(device["budget_bytes"], 1)
+    cells, legend = "", []
+    for i, m in enumerate(models):
+        mark = chr(ord("A") + i % 26)
+        cells += mark * max(1, round(width * m["held_bytes"] / budget))
+        legend.append(f"{mark}={m['name']}")
+    cells = cells[:width].ljust(width, ".")
+    used = sum(m["held_bytes"] for m in models)
+    return (f"{device['device']:<8} [{cells}] {_bytes(used)} of {_bytes(device['budget_bytes'])} budget, "
+            f"{_bytes(device['free_bytes'])} free   {' '.join(legend)}")
 
 
 def _table(rows: list[list[str]]) -> None:
@@ -224,7 +278,12 @@ def _health(args: argparse.Namespace) -> int:
         models = ", ".join(f"{name}={state}" for name, state in h["models"].items()) or "none"
         print(f"{h['status']} (pid {h['pid']}, up {h['uptime_s']:.0f}s, protocol {h['protocol']}): models {models}; "
               f"jobs queued {h['jobs']['queued']}, running {h['jobs']['running']}")
-    return EXIT_OK if h["ready"] else EXIT_FAILED
+        for name, why in {**h.get("preload_failed", {}), **h.get("failed", {})}.items():
+            print(f"  FAILED {name}: {why}")
+        for name, why in h.get("stalled", {}).items():
+            print(f"  STALLED {name}: {why}")
+    # exit 1 when not ready, or a model failed or stalled: usable as a systemd/Docker health check
+    return EXIT_OK if h["ready"] and h.get("ok", True) else EXIT_FAILED
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ WEBUI_ENV = "MODELHOST_WEBUI"
 
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
-    "socket_mode", "curve_secret_key", "curve_clients",
+    "socket_mode", "curve_secret_key", "curve_clients", "metrics", "metrics_public", "stall_after_s",
 }
 
 
@@ -123,6 +123,8 @@ class HostConfig:
     token: str | None = None
     curve: HostCurve | None = None  # CURVE encryption on tcp://: the host's key pair and client allow-list
     webui: WebuiConfig | None = None  # a TTS-WebUI whose models are served too
+    metrics: tuple[str, int] | None = None  # where /metrics is served (host, port); None: off
+    stall_after_s: float = 120.0  # a running job silent this long (at least) is reported stalled by health
     socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
@@ -222,8 +224,29 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         token=token,
         curve=curve,
         webui=webui,
+        metrics=_metrics_address(host, source),
+        stall_after_s=_positive(host, "stall_after_s", 120.0, source),
         source=source,
     )
+
+
+def _metrics_address(host: dict[str, Any], source: str) -> tuple[str, int] | None:
+    """``[host] metrics = "127.0.0.1:9464"``: loopback only unless ``metrics_public = true``."""
+    value = host.get("metrics")
+    if value is None:
+        return None
+    public = host.get("metrics_public", False)
+    if not isinstance(public, bool):
+        raise ConfigError(f"{source}: [host] metrics_public must be true or false")
+    m = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", value) if isinstance(value, str) else None
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(f"{source}: [host] metrics must be \"HOST:PORT\", e.g. \"127.0.0.1:9464\", got {value!r}")
+    where, port = m.group(1), int(m.group(2))
+    loopback = where in ("localhost", "::1") or where.startswith("127.")
+    if not loopback and not public:
+        raise ConfigError(f"{source}: [host] metrics on {where} would be reachable from other machines; use 127.0.0.1 "
+                          "or set metrics_public = true")
+    return where, port
 
 
 _WEBUI_KEYS = {"root": None, "device": "device", "keep_alive": "keep_alive_s", "reserve": "reserve_bytes", "pin": "pin"}

@@ -47,6 +47,7 @@ from modelhost.host import __version__, devices, residency
 from modelhost.host.backends import create_backend, stop_error
 from modelhost.host.catalog import Catalog
 from modelhost.host.config import HostConfig, ModelSpec
+from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
 from modelhost.host.worker import Command, Report, Reply, Worker
@@ -79,8 +80,10 @@ class _Control:
 class Core:
     """See the module docstring. Public methods are safe from any thread; the rest runs in ``modelhost-core``."""
 
-    def __init__(self, config: HostConfig, reply: Reply, catalog: Catalog | None = None) -> None:
+    def __init__(self, config: HostConfig, reply: Reply, catalog: Catalog | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self._send = reply
         self.catalog = catalog or Catalog(config.models)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -102,6 +105,7 @@ class Core:
         # published for other threads: replaced, never mutated
         self.rows: dict[str, dict[str, Any]] = {}
         self.busy_peers: frozenset[bytes] = frozenset()
+        self.running_jobs: dict[str, Job] = {}  # model -> its running job (the health check reads their progress times)
         self.jobs = (0, 0)  # (queued, running)
         self.thread = threading.Thread(target=self._loop, name="modelhost-core", daemon=True)
         self._publish_all()
@@ -143,9 +147,15 @@ class Core:
         queued, running = self.jobs
         rows = self.rows
         state = self._state
+        stalled = self.stalled()
+        failed = {name: row["error"] for name, row in rows.items() if row["state"] == FAILED}
         return {
             "status": state,
             "ready": state == "running" and not self._preload_failed,
+            "ok": state == "running" and not self._preload_failed and not stalled and not failed,
+            "stalled": stalled,
+            "failed": failed,
+            "last_ok": {name: row["last_ok"] for name, row in rows.items() if row["last_ok"] is not None},
             "version": __version__,
             "protocol": wire.PROTOCOL_VERSION,
             "pid": os.getpid(),
@@ -155,6 +165,20 @@ class Core:
             "preload_failed": dict(self._preload_failed),
             "jobs": {"queued": queued, "running": running},
         }
+
+    def stalled(self) -> dict[str, str]:
+        """Models running a job with no progress for far longer than their generations take
+        (``stall_after_s``, or 5 x the typical run if longer): name -> what is seen."""
+        now = time.monotonic()
+        out = {}
+        for name, job in self.running_jobs.items():
+            quiet = now - max(job.started_s, job.last_progress_s)
+            row = self.rows.get(name, {})
+            limit = max(self.config.stall_after_s, 5 * row.get("typical_run_s", 0.0))
+            if quiet > limit:
+                out[name] = (f"request {job.request_id} has made no progress for {quiet:.0f} s "
+                             f"(a generation here typically takes {row.get('typical_run_s', 0.0):.1f} s)")
+        return out
 
     def ps(self) -> list[dict[str, Any]]:
         return list(self.rows.values())
@@ -278,7 +302,7 @@ class Core:
             raise
         model = Model(spec, backend)
         self._models[spec.name] = model
-        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._send)
+        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._send, self.metrics)
         if getattr(self, "rows", None) is not None:
             self._dirty(model)
         return model
@@ -319,6 +343,8 @@ class Core:
         if job.kind == "unload":
             self._sched.take(model.name)
             if model.state in (READY, WARM):
+                if model.state == READY:
+                    self.metrics.evictions.labels(model.name, "requested").inc()
                 model.state = UNLOADING
                 self._command(model, Command("unload", job=job, device=model.device or "", reason=job.body.get("reason", "requested")))
             else:
@@ -339,6 +365,9 @@ class Core:
             self._arm_keep_alive(model)
             return True
         model.running = job
+        job.started_s = job.last_progress_s = time.monotonic()
+        self.running_jobs = {**self.running_jobs, model.name: job}
+        self.metrics.queue.labels(model.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
         self._command(model, Command("run", job=job))
         return True
 
@@ -383,6 +412,7 @@ class Core:
         """Demote ``model`` to the warm tier if it can go there, else unload it (it must be idle)."""
         if model.state == READY:
             model.evictions += 1  # counted once, when it leaves its device
+            self.metrics.evictions.labels(model.name, reason).inc()
         target = self._warm_room(model)
         if target is None:
             model.state = UNLOADING
@@ -442,8 +472,11 @@ class Core:
                 model.load_s = report.seconds
                 model.loads += 1
                 model.details = report.details
+                self.metrics.load.labels(model.name).observe(report.seconds)
             else:
                 model.swap_in_s = report.seconds
+                self.metrics.swap_in.labels(model.name).observe(report.seconds)
+                self.metrics.swap_ins.labels(model.name).inc()
             model.state = READY
             model.last_used_s = now
             model.keep_until_s = residency.keep_until(now, model.spec.keep_alive_s)
@@ -467,14 +500,18 @@ class Core:
         victims = [m for m in self._models.values() if m is not keep and m.device == device
                    and m.state == READY and m.idle and not m.pinned]
         for victim in victims:
-            self._evict(victim)
+            self._evict(victim, reason="out_of_memory")
         return len(victims)
 
     def _on_run(self, model: Model, report: Report) -> None:
         job = report.command.job
         assert job is not None
         model.running = None
+        self.running_jobs = {k: v for k, v in self.running_jobs.items() if v is not job}
         if report.ok:
+            seconds = time.monotonic() - job.started_s
+            model.run_s = seconds if model.run_s == 0 else 0.8 * model.run_s + 0.2 * seconds
+            model.last_ok = time.time()
             if report.report is not None and report.report != model.report:
                 model.report = report.report
                 self._dirty_sharers(model)
@@ -508,6 +545,8 @@ class Core:
             self._internal_done(job, kind, body)
         else:
             self._send(job.peer, kind, job.request_id, body)
+            outcome = "result" if kind == "result" else str(body.get("code", "error"))
+            self.metrics.record_done(job.model, job.kind, outcome, (time.monotonic_ns() - job.received_ns) / 1e9)
 
     def _done_error(self, job: Job, error: RequestError) -> None:
         self._done(job, "error", wire.error_body(error))
@@ -550,6 +589,8 @@ class Core:
             return
         if model.state not in (READY, WARM) or self._sched.head(model.name) is not None or self._state != "running":
             return
+        if model.state == READY:
+            self.metrics.evictions.labels(model.name, "keep_alive").inc()
         model.state = UNLOADING
         self._command(model, Command("unload", device=model.device or "", reason="keep_alive"))
 

@@ -17,7 +17,8 @@ import time
 from typing import Callable
 
 from modelhost.host.catalog import Catalog
-from modelhost.host.config import HostConfig
+from modelhost.host.config import ConfigError, HostConfig
+from modelhost.host.metrics import Metrics
 from modelhost.host.core import Core
 from modelhost.host.server import Server
 
@@ -30,7 +31,14 @@ _SIGNAL_POLL_S = 0.1  # how often the main thread looks at the signal count
 def serve(config: HostConfig) -> int:
     """Run the host until SIGTERM/SIGINT; returns the process exit code."""
     server = Server(config)
-    core = Core(config, reply=server.send, catalog=catalog_for(config))  # checks every catalog entry's options first
+    metrics = Metrics()
+    core = Core(config, reply=server.send, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
+    if config.metrics is not None:  # before the socket binds: a port in use ends the start with one line
+        metrics.watch(core, lambda: server.clients)
+        try:
+            metrics.serve(*config.metrics)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics at {config.metrics[0]}:{config.metrics[1]}: {exc.strerror or exc}") from None
     server.bind()
     core.start()
     server.start(core)

@@ -47,6 +47,8 @@ class Model:
         self.pinned = spec.pin
         self.keep_until_s = math.inf
         self.error: str | None = None
+        self.last_ok: float | None = None  # wall clock of its last successful generation
+        self.run_s = 0.0  # a typical generation's seconds (moving average): what "far past expected" means
         self.running: Any = None  # the Job the worker is running, if any
         self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
         self.source = _safe(backend.source)
@@ -110,9 +112,9 @@ class Model:
             "device": self.device if ready else (self.spec.device or "auto"),
             "tier": _tier(self.state, self.device),
             "swap_in_s": self.swap_in_s,
-            "memory_bytes": own + sum(shared.values()) if self.state in (READY, WARM) else 0,
+            "memory_bytes": own + _share(shared, holders) if self.state in (READY, WARM) else 0,
             "measured_bytes": own + sum(shared.values()) if self.report else None,
-            "held_bytes": self.held().total_bytes if self.state in ON_DEVICE else 0,
+            "held_bytes": _held_share(self.held(), holders) if self.state in ON_DEVICE else 0,
             "reserved_bytes": self.reserved.total_bytes if self.reserved and self.state in (LOADING, RESTORING) else 0,
             "estimate_bytes": self.estimate().total_bytes,
             "measured_delta_bytes": self.measured_delta_bytes,
@@ -124,6 +126,8 @@ class Model:
             "load_s": self.load_s,
             "hits": self.hits,
             "last_used": self.last_used,
+            "last_ok": self.last_ok,
+            "typical_run_s": round(self.run_s, 3),
             "error": self.error,
             "details": self._details(shared, holders) if ready else {},
             "queued": queued,
@@ -138,6 +142,15 @@ class Model:
             return dict(self.details)
         by_kind = {_kind(key): {"bytes": nbytes, "holders": holders.get(key, 1)} for key, nbytes in shared.items()}
         return {**self.details, "shared": by_kind}
+
+
+def _share(shared: dict[Any, int], holders: dict[Any, int]) -> int:
+    """This model's part of weights it shares: each one's bytes split among the ready models holding it."""
+    return sum(nbytes // max(1, holders.get(key, 1)) for key, nbytes in shared.items())
+
+
+def _held_share(held: MemoryReport, holders: dict[Any, int]) -> int:
+    return held.own_bytes + _share(held.shared, holders)
 
 
 def _kind(key: Any) -> str:

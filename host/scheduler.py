@@ -41,6 +41,8 @@ class Job:
     replied: bool = False  # its final reply went out (the core sends exactly one)
     oom_retried: bool = False  # it already had its one retry after an out-of-memory error
     load_ns: int = 0  # time spent loading its model for it
+    started_s: float = 0.0  # monotonic: when its worker started it
+    last_progress_s: float = 0.0  # monotonic: its last progress event (written by its worker)
 
     @property
     def key(self) -> JobKey:

@@ -53,6 +53,7 @@ class Server:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.core: Core | None = None
+        self.clients = 0  # clients heard from within the liveness window, as of the last tick
         self._next_tick = 0.0
         self._limits = config.limits
         self._outbox: deque[list[Any]] = deque()
@@ -222,8 +223,7 @@ class Server:
                 self.core.peer_gone(peer)
         if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
             self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
-        if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
-            self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
+        self.clients = sum(1 for seen in self._last_seen.values() if now - seen <= limit)  # read by the metrics thread
 
 
 def _drain(sock: socket.socket) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from modelhost.client.errors import BackendError, LoadFailedError, OutOfMemoryError, RequestError
 from modelhost.host import devices
 from modelhost.host.backends import Backend, GenerateRequest, MemoryReport, RunContext
+from modelhost.host.metrics import Metrics
 from modelhost.host.scheduler import Job
 
 log = logging.getLogger("modelhost.worker")
@@ -58,8 +59,10 @@ class Report:
 class Worker:
     """One model's thread and command queue."""
 
-    def __init__(self, name: str, backend: Backend, post: Callable[[Report], None], reply: Reply) -> None:
+    def __init__(self, name: str, backend: Backend, post: Callable[[Report], None], reply: Reply,
+                 metrics: Metrics | None = None) -> None:
         self.name = name
+        self._metrics = metrics
         self.backend = backend
         self._post = post
         self._reply = reply
@@ -120,10 +123,16 @@ class Worker:
     def _run_job(self, job: Job) -> dict[str, Any]:
         body = job.body
         started_ns = time.monotonic_ns()
-        ctx = RunContext(
-            emit=lambda step, total: self._reply(job.peer, "progress", job.request_id, {"step": step, "total": total}),
-            is_cancelled=lambda: job.stop_reason,
-        )
+        first = [True]
+
+        def emit(step: int, total: int) -> None:
+            if first[0] and self._metrics is not None:
+                first[0] = False
+                self._metrics.first_progress.labels(self.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
+            job.last_progress_s = time.monotonic()
+            self._reply(job.peer, "progress", job.request_id, {"step": step, "total": total})
+
+        ctx = RunContext(emit=emit, is_cancelled=lambda: job.stop_reason)
         ctx.check()
         request = GenerateRequest(prompt=body.get("prompt"), params=body.get("params") or {},
                                   audio=body.get("audio"), sample_rate=body.get("sample_rate"))

@@ -88,7 +88,9 @@ def test_generate_in_headless_chromium(uis, webui_tree, tmp_path) -> None:
         driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
         link = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#musicgen-result a[download][href*='.wav']"))[0]
         assert driver.find_elements(By.CSS_SELECTOR, "#musicgen-result audio")  # the page shows an audio player
-        duration = driver.find_element(By.CSS_SELECTOR, "#musicgen-result #duration").text
+        # the player shows the length once the browser has read the audio's metadata
+        duration = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-result #duration").text.strip()
+                              not in ("", "0:00") and d.find_element(By.CSS_SELECTOR, "#musicgen-result #duration").text)
         folder_root = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-folder textarea").get_attribute("value"))
         with urllib.request.urlopen(link.get_attribute("href"), timeout=10) as r:
             wav = r.read()
