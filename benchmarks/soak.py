@@ -50,7 +50,15 @@ HOST = """
     client_liveness_s = 1.5
     drain_timeout_s = {drain}
 """
-SYNTH_SR = 32000  # the synth backend's default sample rate
+SYNTH_SR = 32000
+# ~0.1 s of compute per second of audio here: duration_s sets how long a generation runs
+SLOW = """
+    [models.slow]
+    backend = "synth"
+    width = 512
+    depth = 4
+    hop = 32
+"""  # the synth backend's default sample rate
 
 
 def _synth_bytes(width: int, depth: int, hop: int) -> int:
@@ -239,13 +247,7 @@ threading.Event().wait()
 
 
 def client_kills(kills: int) -> dict[str, Any]:
-    h = start_host(HOST.format(drain=5) + """
-        [models.slow]
-        backend = "synth"
-        width = 512
-        depth = 4
-        hop = 32
-    """)
+    h = start_host(HOST.format(drain=5) + SLOW)
     rss: list[int] = []
     try:
         for _ in range(kills):
@@ -270,13 +272,7 @@ def client_kills(kills: int) -> dict[str, Any]:
 # ---- host kill ----
 
 def host_kill(clients: int) -> dict[str, Any]:
-    catalog = HOST.format(drain=5) + """
-        [models.slow]
-        backend = "synth"
-        width = 512
-        depth = 4
-        hop = 32
-    """
+    catalog = HOST.format(drain=5) + SLOW
     h = start_host(catalog)
     folder = h.socket_path.parent.parent
     outcomes: list[tuple[str, float]] = []
@@ -336,12 +332,7 @@ def fuzz(messages: int) -> dict[str, Any]:
 # ---- drain ----
 
 def drain(jobs: int) -> dict[str, Any]:
-    h = start_host(HOST.format(drain=2) + """
-        [models.slow]
-        backend = "synth"
-        width = 512
-        depth = 4
-        hop = 32
+    h = start_host(HOST.format(drain=2) + SLOW + """
         [models.fast]
         backend = "synth"
         width = 16

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +29,7 @@ import soundfile
 from webui_adapter.forward import Forwarded
 
 OUTPUTS = "outputs"
+FAVORITES = "favorites"
 _UNSAFE = str.maketrans({c: "_" for c in " :'\"\\.,()?!/\n"})  # what the WebUI's prompt_to_title replaces
 
 
@@ -38,6 +40,19 @@ def title(text: str) -> str:
 
 def folder_name(kind: str, text: str, date: datetime) -> str:
     return f"{date:%Y-%m-%d_%H-%M-%S}__{title(kind)}__{title(text)}"
+
+
+def save_favorite(root: Path, folder_root: str) -> str:
+    """React's Favorite button: copy one saved result (``outputs/NAME``, as its metadata names it) to
+    ``favorites/NAME``, where React's Favorites page reads, as the WebUI's save_to_favorites does.
+    Only folders under the WebUI's ``outputs`` are accepted. Returns the new folder, relative to ``root``."""
+    outputs_dir = (Path(root) / OUTPUTS).resolve()
+    source = (Path(root) / str(folder_root)).resolve()
+    if source.parent != outputs_dir or not source.is_dir():
+        raise ValueError(f"{folder_root!r} is not a saved result under {OUTPUTS}/ of {root}")
+    target = Path(root) / FAVORITES / source.name
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return f"{FAVORITES}/{source.name}"
 
 
 def save_musicgen(root: Path, kw: Mapping[str, Any], done: Forwarded, date: datetime | None = None) -> tuple[dict[str, Any], str]:

@@ -15,7 +15,9 @@ rsxdalv/TTS-WebUI 8c9046b), with the WebUI's names and shapes:
 * ``/musicgen_audiogen_unload_model``, ``/rvc_unload_model`` (and ``/rvc_model_unload``, the name in
   React's own route table): unload those models on the host;
 * ``/musicgen_audiogen_open_model_dir``, ``/rvc_model_open``, ``/rvc_index_open``: the folder's path
-  (a headless host cannot open a window).
+  (a headless host cannot open a window);
+* ``/bark_favorite`` (folder_root): React's Favorite button; the result's folder is copied to
+  ``favorites/`` (which React's Favorites page lists), as the WebUI's history extension does.
 
 Model and index inputs accept any value (React opens a new Gradio session per call, so a choice
 list could never be current); the host says clearly when it serves no such model. Handlers run in
@@ -77,6 +79,14 @@ class Backend:
                 raise gr.Error(str(exc)) from None
         gr.Info(message)
         return message
+
+    def favorite(self, folder_root: str) -> str:
+        try:
+            saved = outputs.save_favorite(self.root, folder_root)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"Saved to {saved}")
+        return saved
 
     def folder(self, path: Path) -> str:
         gr.Info(f"Models folder: {path}")
@@ -177,6 +187,8 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
         _answer(m_unload, lambda: be.unload("musicgen"), answer, "musicgen_audiogen_unload_model")
         _answer(r_unload, lambda: be.unload("rvc"), answer, "rvc_unload_model")
         _answer(r_unload_alias, lambda: be.unload("rvc"), answer, "rvc_model_unload")
+        favorite_in, favorite_go = gr.Textbox(visible=False), gr.Button(visible=False)
+        favorite_go.click(be.favorite, favorite_in, answer, api_name="bark_favorite")  # React's Favorite button
         app.load(on_page_load, None, [table, m_model, r_model, r_index], api_name=False)
     return app
 

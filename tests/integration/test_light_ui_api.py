@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(not PY310.exists(), reason="no .venv-py310 (Pyth
 
 REACT_ENDPOINTS = ["/musicgen", "/musicgen_audiogen_get_models", "/musicgen_audiogen_unload_model",
                    "/musicgen_audiogen_open_model_dir", "/rvc", "/rvc_model_reload", "/rvc_index_reload",
-                   "/rvc_model_open", "/rvc_index_open", "/rvc_unload_model", "/rvc_model_unload"]
+                   "/rvc_model_open", "/rvc_index_open", "/rvc_unload_model", "/rvc_model_unload", "/bark_favorite"]
 MUSICGEN_KEYS = ["_version", "_hash_version", "_audiocraft_version", "text", "melody", "model_name", "duration", "topk",
                  "topp", "temperature", "cfg_coef", "seed", "use_multi_band_diffusion", "outputs", "models", "hash", "date"]
 RVC_KEYS = ["_version", "_hash_version", "pitch_up_key", "original_audio_path", "index_path", "pitch_collection_method",
@@ -134,6 +134,12 @@ def test_musicgen_from_react_is_saved_where_history_finds_it(ui, tree_host, webu
     with Client(tree_host.address) as c:  # the saved WAV is the host's audio for the reported seed, bit for bit
         direct = c.generate("facebook/musicgen-small", metadata["text"], params={"duration": 1, "seed": int(metadata["seed"])})
     np.testing.assert_array_equal(wav, direct.audio[0])
+    # React's Favorite button: bark_favorite(folder_root) copies the result where its Favorites page reads
+    assert ui.client().predict(folder_root, api_name="/bark_favorite") == "favorites/" + folder.name
+    favorite = webui_tree.root / "favorites" / folder.name
+    assert sorted(p.name for p in favorite.iterdir()) == sorted(p.name for p in folder.iterdir())
+    with pytest.raises(Exception, match="not a saved result"):
+        ui.client().predict("data/models", api_name="/bark_favorite")
 
 
 def test_a_model_folder_and_audiogen_from_react(ui, webui_tree) -> None:
