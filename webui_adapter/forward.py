@@ -106,6 +106,25 @@ class Forwarder:
         except HostUnavailableError as exc:
             raise self._host_down(exc) from None
 
+    def memory(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The host's ``ps`` rows and devices; HostDownError if no host answers."""
+        try:
+            return self.client.ps(timeout_s=10), self.client.devices(timeout_s=10)
+        except HostUnavailableError as exc:
+            raise self._host_down(exc) from None
+
+    def manage(self, action: str, name: str) -> str:
+        """``load``, ``unload``, ``pin`` or ``unpin`` one host model; one line saying what happened."""
+        call = {"load": self.client.load, "unload": self.client.unload, "pin": self.client.pin, "unpin": self.client.unpin}[action]
+        try:
+            status = call(name)
+        except HostUnavailableError as exc:
+            raise self._host_down(exc) from None
+        except RequestError as exc:
+            return f"{name}: {exc.message}"
+        pinned = " (pinned)" if status.get("pinned") else ""
+        return f"{name}: {status.get('state', 'done')}{pinned}"
+
     def unload(self, names: list[str]) -> list[str]:
         """Unload these host models; returns one line per model saying what happened."""
         lines = []

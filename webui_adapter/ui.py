@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from webui_adapter import outputs, routing, webui_models
+from webui_adapter import host_tab, outputs, routing, webui_models
 from webui_adapter.forward import ForwardError, Forwarder, HostDownError
 
 PITCH_METHODS = ["harvest", "pm", "crepe", "rmvpe", "fcpe"]
@@ -173,6 +173,15 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
                     r_input = gr.Audio(label="Original Audio", type="filepath", sources=["upload"], elem_id="rvc-input")
                     r_go = gr.Button("Convert", variant="primary", elem_id="rvc-generate")
             r_out = _outputs("rvc")
+        with gr.Tab("Host", elem_id="host-tab"):
+            gr.Markdown("Each device's budget, and the models holding memory there (redrawn every 2 s).")
+            memory = gr.HTML(elem_id="host-memory")
+            with gr.Row():
+                h_model = gr.Dropdown(label="Model", choices=[], allow_custom_value=True, elem_id="host-model", scale=4)
+                h_buttons = {action: gr.Button(action.capitalize(), size="sm", scale=1, elem_id=f"host-{action}")
+                             for action in ("load", "unload", "pin", "unpin")}
+            h_status = gr.Textbox(label="Last action", interactive=False, elem_id="host-status")
+
         answer = gr.Textbox(visible=False)  # what the folder and unload endpoints answer
 
         m_go.click(musicgen, [m_text, m_melody, m_model, *m_gen, m_mbd], m_out, api_name="musicgen")
@@ -187,6 +196,27 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
         _answer(m_unload, lambda: be.unload("musicgen"), answer, "musicgen_audiogen_unload_model")
         _answer(r_unload, lambda: be.unload("rvc"), answer, "rvc_unload_model")
         _answer(r_unload_alias, lambda: be.unload("rvc"), answer, "rvc_model_unload")
+        def host_view():
+            try:
+                models, devices = fwd.memory()
+            except HostDownError as exc:
+                return f"<p><b>Host down.</b> {exc}</p>", gr.Dropdown()
+            return host_tab.memory_html(models, devices), gr.Dropdown(choices=[m["name"] for m in models])
+
+        def host_action(action: str, name: str):
+            if not name:
+                raise gr.Error("pick a model first")
+            try:
+                line = fwd.manage(action, name)
+            except HostDownError as exc:
+                raise gr.Error(str(exc)) from None
+            html_now, _ = host_view()
+            return line, html_now
+
+        for action, button in h_buttons.items():
+            button.click(lambda name, a=action: host_action(a, name), h_model, [h_status, memory], api_name=f"host_{action}")
+        gr.Timer(2.0).tick(lambda: host_view()[0], None, memory, api_name=False)  # the picker keeps its value
+        app.load(host_view, None, [memory, h_model], api_name=False)
         favorite_in, favorite_go = gr.Textbox(visible=False), gr.Button(visible=False)
         favorite_go.click(be.favorite, favorite_in, answer, api_name="bark_favorite")  # React's Favorite button
         app.load(on_page_load, None, [table, m_model, r_model, r_index], api_name=False)

@@ -67,19 +67,10 @@ def test_two_instances_share_the_hosts_models(uis, tree_host, webui_tree) -> Non
 @pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                     reason="no Debian chromium + chromium-driver: setup.sh --test installs them with apt-get (as root)")
 def test_generate_in_headless_chromium(uis, webui_tree, tmp_path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="mh-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,2000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver, profile = _chromium()
     try:
         driver.get(uis[1].url)
         wait = WebDriverWait(driver, 90)
@@ -103,3 +94,53 @@ def test_generate_in_headless_chromium(uis, webui_tree, tmp_path) -> None:
     assert duration == "0:10"
     name = Path(folder_root).name  # "Saved in": the folder React's History and the WebUI's History tab read
     assert folder_root.startswith("outputs/") and (webui_tree.root / folder_root / f"{name}.ogg").is_file()
+
+
+def _chromium():
+    """Headless Debian Chromium through its chromedriver, in a fresh profile (removed by the caller)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tempfile.mkdtemp(prefix="mh-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,2000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options), profile
+
+
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="no Debian chromium + chromium-driver: setup.sh --test installs them with apt-get (as root)")
+def test_the_host_tab_draws_each_devices_budget_and_manages_models(uis, tree_host, tmp_path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    small = "facebook/musicgen-small"
+    driver, profile = _chromium()
+    try:
+        driver.get(uis[0].url)
+        wait = WebDriverWait(driver, 90)
+        wait.until(lambda d: d.find_element(By.ID, "host-tab-button")).click()
+
+        def segments():  # read in one script call: the tab redraws the bars every 2 s
+            return set(driver.execute_script(
+                "return [...document.querySelectorAll(\"#host-memory .device[data-device='cpu'] .seg\")]"
+                ".map(e => e.dataset.model)"))
+        wait.until(lambda d: small in segments())  # preloaded: resident on the CPU
+        driver.save_screenshot(str(tmp_path / "host-tab.png"))  # the test's artefact
+        picker = driver.find_element(By.CSS_SELECTOR, "#host-model input")
+        picker.send_keys(small, Keys.ENTER)
+        driver.find_element(By.ID, "host-unload").click()
+        wait.until(lambda d: small not in segments())  # the bar lost it: unloaded on the host
+        status = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#host-status textarea").get_attribute("value"))
+        driver.find_element(By.ID, "host-load").click()
+        wait.until(lambda d: small in segments())
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert status == f"{small}: unloaded"
+    with Client(tree_host.address) as c:
+        assert {m["name"]: m for m in c.ps()}[small]["state"] == "ready"
