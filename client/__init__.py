@@ -8,7 +8,8 @@ Light by design (pyzmq, msgpack, numpy; never torch), so every WebUI process can
         result.audio, result.sample_rate
 """
 
-from modelhost.client.aio import AsyncClient
+from typing import TYPE_CHECKING, Any
+
 from modelhost.client.calls import GenerateResult
 from modelhost.client.errors import (
     BadParamsError,
@@ -28,3 +29,16 @@ __all__ = [
     "GenerateResult", "HostDeadError", "HostUnavailableError", "HostUnreachableError", "ModelhostError",
     "RequestError", "UnknownModelError",
 ]
+
+if TYPE_CHECKING:
+    from modelhost.client.aio import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncClient`` on first use: importing it pulls in asyncio (~35 ms of a cold start), which a
+    synchronous caller never needs."""
+    if name == "AsyncClient":
+        from modelhost.client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,13 +24,13 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import threading
 import time
 from collections import deque
 from typing import Any, Callable
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from modelhost.client import security, wire
 from modelhost.client.address import parse_address
@@ -250,10 +250,13 @@ class Connection:
     def _read_monitor(self, pending: dict[int, _Pending]) -> None:
         while True:
             try:
-                event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
+                frames = self._monitor.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
-            kind = event["event"]
+            # frame 0: the event (uint16) and its value (uint32), native byte order; frame 1: the endpoint.
+            # Parsed here rather than with zmq.utils.monitor, which imports asyncio (~35 ms of a cold start).
+            kind, value = struct.unpack("=HI", frames[0][:6])
+            event = {"event": kind, "value": value}
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._connected, self._refusal = True, None
             elif kind == zmq.EVENT_DISCONNECTED and self._connected:

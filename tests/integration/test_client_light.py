@@ -21,6 +21,14 @@ def test_import_client_does_not_import_torch() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_synchronous_client_never_imports_asyncio() -> None:
+    code = ("import sys; from modelhost.client import Client; c = Client('ipc:///nonexistent/h.sock'); c.close(); "
+            "print('asyncio' in sys.modules); from modelhost.client import AsyncClient; print('asyncio' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]  # asyncio comes with AsyncClient, and only then
+
+
 @pytest.mark.skipif(not PY310.exists(), reason="no .venv-py310: the README's test command creates it (pyenv's 3.10 + pyzmq, msgpack, numpy)")
 def test_client_works_on_python_3_10_against_the_host(host) -> None:
     code = textwrap.dedent(f"""
