@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Import each model family's libraries, report torch/CUDA/NVML and device memory, "
                                "and say what is missing and how to fix it. Exits 1 if anything is missing.")
 
+    webui = sub.add_parser("webui", help="install the adapter into a TTS-WebUI, remove it, or check it: "
+                           "modelhost webui install|uninstall|doctor DIR", add_help=False)
+    webui.add_argument("words", nargs=argparse.REMAINDER)  # parsed by host/webui_install.py
+
     gen = client_command("generate", "generate audio with a model and write it to a WAV file")
     gen.add_argument("model")
     gen.add_argument("prompt", nargs="?", default=None)
@@ -108,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["webui"]:  # its own parser: install|uninstall|doctor DIR [options]
+        from modelhost.host import webui_install
+
+        return webui_install.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -123,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_NO_HOST)
     except RequestError as exc:
         return _fail(exc, EXIT_FAILED)
+    except BrokenPipeError:  # `modelhost ps | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second complaint at exit
+        return EXIT_OK
     except (ValueError, OSError) as exc:
         return _fail(exc, EXIT_USAGE)
 

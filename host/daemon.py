@@ -42,10 +42,12 @@ def serve(config: HostConfig) -> int:
     server.bind()
     core.start()
     server.start(core)
-    log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(config.models), config.address.url, config.source)
+    names = list(core.rows)  # the catalog's models and, with --webui, every model the WebUI offers now
+    log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(names), config.address.url, config.source)
     for note in config.notes:
         log.warning("%s", note)
-    print(f"modelhost: serving {', '.join(config.models) or 'no models'} at {config.address.url}", flush=True)
+    shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+    print(f"modelhost: serving {shown or 'no models'} at {config.address.url}", flush=True)
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
     signals = _SignalLatch()

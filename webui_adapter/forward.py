@@ -174,8 +174,10 @@ class Forwarder:
         """``forward(...).webui_output()``; with the fallback on, ``local()`` where the host cannot serve the call."""
         try:
             return self.forward(kind, kw, progress).webui_output(kind)
-        except (HostDownError, NotServedError):
+        except (HostDownError, NotServedError) as exc:
             if self.settings.fallback_local:
+                print(f"modelhost: running this {kind} call in the WebUI (MODELHOST_WEBUI_FALLBACK=local): {exc}",
+                      file=sys.stderr, flush=True)
                 return local()
             raise
 

@@ -61,7 +61,8 @@ def webui() -> Path:
 
 
 def _webui_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "modelhost.host.webui_install", *args], cwd=ROOT, capture_output=True,
+    """``modelhost webui ARGS``, the command the README gives (the console script's entry point)."""
+    return subprocess.run([str(Path(sys.executable).parent / "modelhost"), "webui", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
 
 
