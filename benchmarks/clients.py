@@ -37,14 +37,6 @@ with Client(address) as c:
 CONCURRENCY = (1, 4, 16)
 
 
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
     from modelhost.host.launch import ROOT
 
@@ -53,7 +45,7 @@ def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
     try:
         for p in procs:
             assert p.stdout.readline().strip() == "connected"
-        rss_connected = _rss_bytes(host_pid)
+        rss_connected = machine.rss_bytes(host_pid)
         start = time.perf_counter()
         for p in procs:
             p.stdin.write("go\n")
@@ -77,7 +69,7 @@ def run(reps: int) -> dict:
 
     host = start_host('preload = ["bench"]\n[models.bench]\nbackend = "synth"\nwidth = 256\nchannels = 2\n')
     try:
-        idle_rss = _rss_bytes(host.proc.pid)
+        idle_rss = machine.rss_bytes(host.proc.pid)
         rounds = [_round(host.address, n, reps, host.proc.pid) for n in CONCURRENCY]
     finally:
         host.stop()

@@ -37,6 +37,15 @@ def describe() -> dict[str, object]:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def line() -> str:
     m = describe()
     return f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}, Python {m['python']}"

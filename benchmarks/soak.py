@@ -37,6 +37,7 @@ import zmq
 
 from modelhost.client import Client, wire
 from modelhost.client import errors as E
+from benchmarks.machine import rss_bytes
 from modelhost.host.launch import ROOT, start_host
 
 QUICK = {"budget_rounds": 20, "load_clients": 8, "load_requests": 25, "kills": 4, "host_kill_clients": 4,
@@ -65,14 +66,6 @@ def _synth_bytes(width: int, depth: int, hop: int) -> int:
     from modelhost.host.backends.synth import parameter_count
 
     return 4 * parameter_count(width, depth, hop, 1)
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _dealer(address: str) -> tuple[zmq.Context, zmq.Socket]:
@@ -214,7 +207,7 @@ def load(clients: int, requests: int) -> dict[str, Any]:
         width = 48
     """)
     try:
-        rss_before = _rss(h.proc.pid)
+        rss_before = rss_bytes(h.proc.pid)
         start = time.monotonic()
         procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "_client", h.address, str(requests), str(i)],
                                   cwd=ROOT, stdout=subprocess.PIPE, text=True) for i in range(clients)]
@@ -222,7 +215,7 @@ def load(clients: int, requests: int) -> dict[str, Any]:
         seconds = time.monotonic() - start
         with Client(h.address) as c:
             jobs = c.health()["jobs"]
-        rss_after = _rss(h.proc.pid)
+        rss_after = rss_bytes(h.proc.pid)
     finally:
         h.stop()
     total = {k: sum(o[k] for o in outs) for k in ("requests", "lost", "duplicated", "wrong")}
@@ -255,7 +248,7 @@ def client_kills(kills: int) -> dict[str, Any]:
             assert p.stdout is not None and p.stdout.readline().startswith("started")
             p.kill()
             p.wait()
-            rss.append(_rss(h.proc.pid))
+            rss.append(rss_bytes(h.proc.pid))
         deadline = time.monotonic() + 30
         with Client(h.address) as c:
             while c.health()["jobs"] != {"queued": 0, "running": 0} and time.monotonic() < deadline:
