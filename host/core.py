@@ -100,15 +100,14 @@ class Core:
         self._started_s = time.monotonic()
         self._stopping = False
         self._submitted = 0
-        for spec in self.catalog.scan().values():
-            self._add_model(spec)  # every backend's options are checked here, before the host serves
         # published for other threads: replaced, never mutated
         self.rows: dict[str, dict[str, Any]] = {}
         self.busy_peers: frozenset[bytes] = frozenset()
         self.running_jobs: dict[str, Job] = {}  # model -> its running job (the health check reads their progress times)
         self.jobs = (0, 0)  # (queued, running)
         self.thread = threading.Thread(target=self._loop, name="modelhost-core", daemon=True)
-        self._publish_all()
+        for spec in self.catalog.scan().values():
+            self._add_model(spec)  # every backend's options are checked here, before the host serves
 
     # ---- any thread ----
 
@@ -288,39 +287,37 @@ class Core:
             return model
         spec = self.catalog.resolve(name)  # UnknownModelError naming what is served
         model = self._models.get(spec.name)
-        if model is None:
-            model = self._add_model(spec)
-            self._workers[spec.name].start()
-        return model
+        return model if model is not None else self._add_model(spec)
 
     def _add_model(self, spec: ModelSpec) -> Model:
+        """A model and its worker: at start (a bad entry stops the start), or found later in the catalog
+        (a bad one is refused to its request; its worker starts at once)."""
+        serving = self.thread.is_alive()
         try:
             backend = create_backend(spec)
         except (ValueError, ImportError) as exc:
-            if self.thread_started():
+            if serving:
                 raise UnknownModelError(f"model {spec.name!r} cannot be served: {exc}") from None
             raise
         model = Model(spec, backend)
         self._models[spec.name] = model
         self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._send, self.metrics)
-        if getattr(self, "rows", None) is not None:
-            self._dirty(model)
+        if serving:
+            self._workers[spec.name].start()
+        self._dirty(model)
         return model
-
-    def thread_started(self) -> bool:
-        return getattr(self, "thread", None) is not None and self.thread.is_alive()
 
     def _cancel(self, peer: bytes, target: int) -> bool:
         job = self._sched.cancel((peer, target))
         if job is None:
             return False
         if job.state != "running":
-            self._finish_error(job, stop_error("cancelled"))
+            self._done_error(job, stop_error("cancelled"))
         return True
 
     def _on_peer_gone(self, peer: bytes) -> None:
         for job in self._sched.drop_peer(peer):
-            self._finish_error(job, stop_error("client_gone"))
+            self._done_error(job, stop_error("client_gone"))
 
     # ---- dispatch: which model does what next ----
 
@@ -548,12 +545,8 @@ class Core:
             outcome = "result" if kind == "result" else str(body.get("code", "error"))
             self.metrics.record_done(job.model, job.kind, outcome, (time.monotonic_ns() - job.received_ns) / 1e9)
 
-    def _done_error(self, job: Job, error: RequestError) -> None:
+    def _done_error(self, job: Job, error: BaseException) -> None:
         self._done(job, "error", wire.error_body(error))
-
-    def _finish_error(self, job: Job, error: Exception) -> None:
-        assert isinstance(error, RequestError)
-        self._done_error(job, error)
 
     def _job_gone(self, job: Job) -> None:
         left = self._peer_jobs.get(job.peer, 1) - 1
@@ -598,9 +591,7 @@ class Core:
         try:
             for spec in self.catalog.scan().values():
                 if spec.name not in self._models:
-                    model = self._add_model(spec)
-                    self._workers[spec.name].start()
-                    self._dirty(model)
+                    self._add_model(spec)
         except Exception:
             log.warning("catalog rescan failed", exc_info=True)
         self._timer(time.monotonic() + RESCAN_S, "rescan", None)
@@ -674,9 +665,6 @@ class Core:
             self.rows[model.name] = row  # an existing key: readers iterating a copy are safe
         else:
             self.rows = {**self.rows, model.name: row}
-
-    def _publish_all(self) -> None:
-        self.rows = {name: self._row(m) for name, m in self._models.items()}
 
     def _publish_counts(self) -> None:
         self.jobs = (self._sched.queued(), len(self._sched.running))

@@ -52,6 +52,7 @@ class Model:
         self.running: Any = None  # the Job the worker is running, if any
         self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
         self.source = _safe(backend.source)
+        self._file_estimate: MemoryReport | None = None  # the backend's estimate from its files, read once
         self.details: dict[str, Any] = {}
         self.row: dict[str, Any] = {}
 
@@ -71,7 +72,12 @@ class Model:
         elif self.spec.memory_bytes is not None:
             base = MemoryReport(self.spec.memory_bytes)
         else:
-            base = _safe(self.backend.estimate, MemoryReport(0))
+            if self._file_estimate is None:  # ps rows are rebuilt on every request: read the files once
+                found = _safe(self.backend.estimate, MemoryReport(0))
+                if not found.total_bytes:  # nothing there yet (a download to come): look again next time
+                    return MemoryReport(self.spec.reserve_bytes)
+                self._file_estimate = found
+            base = self._file_estimate
         return MemoryReport(base.own_bytes + self.spec.reserve_bytes, dict(base.shared))
 
     def held(self) -> MemoryReport:
