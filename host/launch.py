@@ -64,7 +64,11 @@ def start_host(catalog: str, *, folder: Path | None = None, address: str | None 
         )
     host = HostProcess(proc=proc, address=address, socket_path=socket_path, log_path=log_path)
     if wait_ready:
-        wait_until_ready(host, timeout_s=timeout_s, token=(env or {}).get("MODELHOST_TOKEN"))
+        try:
+            wait_until_ready(host, timeout_s=timeout_s, token=(env or {}).get("MODELHOST_TOKEN"))
+        except BaseException:
+            host.stop(timeout_s=10)  # a host that never became ready is not left running behind the caller
+            raise
     return host
 
 
