@@ -8,13 +8,13 @@ the host too.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import numpy as np
 
 from modelhost.client import calls, wire
 from modelhost.client.address import default_address, default_token
-from modelhost.client.calls import GenerateResult, ProgressFn
+from modelhost.client.calls import Chunk, GenerateResult, ProgressFn
 from modelhost.client.connection import Connection
 from modelhost.client.errors import InternalError
 
@@ -90,9 +90,38 @@ class AsyncClient:
     async def cancel(self, request_id: int, *, timeout_s: float | None = None) -> bool:
         return bool((await self._call("cancel", {"target": request_id}, timeout_s))["cancelled"])
 
+    def stream(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+        keep_alive_s: float | None = None,
+        interval_s: float | None = None,
+    ) -> "AsyncStream":
+        """Generate with the audio delivered as it is made: ``async for chunk in client.stream(...)``;
+        afterwards ``.result`` is the whole ``GenerateResult``. Leaving the loop early cancels the request."""
+        timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s, True, interval_s)
+        return AsyncStream(self, model, body, timeout_s, progress)
+
     async def _call(
         self, kind: str, body: dict[str, Any], timeout_s: float | None, progress: ProgressFn | None = None
     ) -> dict[str, Any]:
+        async for event in self._events(kind, body, timeout_s, progress):
+            if event[0] == "result":
+                return event[1]
+        raise InternalError("a request ended without a final reply; this is a modelhost client bug")
+
+    async def _events(
+        self, kind: str, body: dict[str, Any], timeout_s: float | None, progress: ProgressFn | None
+    ) -> AsyncIterator[tuple]:
+        """A request's ``("chunk", Chunk)`` events, then ``("result", body)``; raises its error; cancels it
+        on the host when the consumer stops early (task cancelled, loop left)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -104,6 +133,7 @@ class AsyncClient:
 
         timeout_s = timeout_s or self.timeout_s
         request_id = self._conn.submit(kind, body, sink, timeout_s)
+        final = False
         try:
             while True:
                 try:
@@ -113,13 +143,18 @@ class AsyncClient:
                 if event[0] == "progress":
                     if progress is not None:
                         progress(event[1], event[2])
+                elif event[0] == "chunk":
+                    yield ("chunk", calls.chunk_of(event[1]))
                 elif event[0] == "error":
+                    final = True
                     raise event[1]
                 else:
-                    return event[1]
-        except asyncio.CancelledError:
-            self._conn.cancel(request_id)
-            raise
+                    final = True
+                    yield event
+                    return
+        finally:
+            if not final:
+                self._conn.cancel(request_id)
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -130,3 +165,25 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class AsyncStream:
+    """A streaming generate request: ``async for chunk in stream`` gives ``Chunk``s as the audio is made;
+    then ``result`` is the whole ``GenerateResult``. Errors (CancelledError, DeadlineExceededError, ...)
+    raise from the loop."""
+
+    def __init__(self, client: AsyncClient, model: str, body: dict[str, Any], timeout_s: float,
+                 progress: ProgressFn | None) -> None:
+        self.model = model
+        self.result: GenerateResult | None = None
+        self._events = client._events("generate", body, timeout_s, progress)
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        try:
+            async for event in self._events:
+                if event[0] == "chunk":
+                    yield event[1]
+                else:
+                    self.result = calls.generate_result(self.model, event[1])
+        finally:
+            await self._events.aclose()

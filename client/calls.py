@@ -42,6 +42,27 @@ class GenerateResult:
         return samples / self.sample_rate if self.sample_rate else 0.0
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A streaming generation's samples ``[offset, offset + n)`` of the final audio, in order (``seq`` 0, 1, ...).
+
+    Concatenated, a stream's chunks are its final audio: exactly where the host could decode the prefix
+    past the decoder's edge, to float rounding (under 1e-6) elsewhere; the final ``GenerateResult`` is exact."""
+
+    audio: np.ndarray
+    sample_rate: int
+    offset: int
+    seq: int
+
+    @property
+    def end_s(self) -> float:
+        return (self.offset + self.audio.shape[-1]) / self.sample_rate
+
+
+def chunk_of(body: Mapping[str, Any]) -> Chunk:
+    return Chunk(audio=body["audio"], sample_rate=body["sample_rate"], offset=body["offset"], seq=body["seq"])
+
+
 def generate_body(
     model: str,
     prompt: str | None,
@@ -50,6 +71,8 @@ def generate_body(
     params: Mapping[str, Any] | None,
     timeout_s: float,
     keep_alive_s: float | None = None,
+    stream: bool = False,
+    stream_interval_s: float | None = None,
 ) -> dict[str, Any]:
     """The body of a generate request; input mistakes a caller can fix raise BadParamsError here."""
     if not isinstance(model, str) or not model:
@@ -59,6 +82,10 @@ def generate_body(
     body: dict[str, Any] = {"model": model, "params": dict(params or {}), "timeout_s": float(timeout_s)}
     if keep_alive_s is not None:
         body["keep_alive_s"] = float(keep_alive_s)
+    if stream:
+        body["stream"] = True
+        if stream_interval_s is not None:
+            body["stream_interval_s"] = float(stream_interval_s)
     if prompt is not None:
         body["prompt"] = prompt
     if audio is not None:

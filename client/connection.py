@@ -14,7 +14,7 @@ which, instead of leaving them to time out. TCP to a host off loopback needs CUR
 (``client.security``): the host's public key pinned with ``server_key`` or $MODELHOST_SERVER_KEY.
 
 A sink is a callable run on the I/O thread with one event: ``("progress", step, total)``,
-``("result", body)`` or ``("error", exception)``. Every submitted request gets exactly one final
+``("chunk", body)`` (a streaming generate's audio so far), ``("result", body)`` or ``("error", exception)``. Every submitted request gets exactly one final
 event (result or error): from the host, from its deadline, from the liveness check, or from close.
 """
 
@@ -321,6 +321,8 @@ class Connection:
             return  # a late reply to a request that already ended (deadline, cancel)
         if msg.kind == "progress":
             _deliver(entry, ("progress", msg.body["step"], msg.body["total"]))
+        elif msg.kind == "chunk":
+            _deliver(entry, ("chunk", msg.body))
         elif msg.kind == "result":
             del pending[msg.id]
             _deliver(entry, ("result", msg.body))

@@ -8,13 +8,13 @@ liveness window instead of hanging.
 from __future__ import annotations
 
 import queue
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from modelhost.client import calls, wire
 from modelhost.client.address import default_address, default_token
-from modelhost.client.calls import GenerateResult, ProgressFn
+from modelhost.client.calls import Chunk, GenerateResult, ProgressFn
 from modelhost.client.connection import Connection
 from modelhost.client.errors import InternalError, RequestError
 
@@ -36,6 +36,12 @@ class Job:
 
     def wait(self, progress: ProgressFn | None = None) -> dict[str, Any]:
         """The result body; raises the request's error. Progress events go to ``progress``."""
+        for _ in self._chunks(progress):
+            pass
+        return self._final_body()
+
+    def _chunks(self, progress: ProgressFn | None) -> Iterator[Chunk]:
+        """A streaming request's chunks as they arrive, until its final event (kept in ``_final``)."""
         while self._final is None:
             try:
                 event = self._events.get(timeout=self._timeout_s + calls.FINAL_REPLY_GRACE_S)
@@ -44,8 +50,13 @@ class Job:
             if event[0] == "progress":
                 if progress is not None:
                     progress(event[1], event[2])
+            elif event[0] == "chunk":
+                yield calls.chunk_of(event[1])
             else:
                 self._final = event
+
+    def _final_body(self) -> dict[str, Any]:
+        assert self._final is not None
         if self._final[0] == "error":
             raise self._final[1]
         return self._final[1]
@@ -61,6 +72,28 @@ class GenerateJob(Job):
 
     def result(self) -> GenerateResult:
         return calls.generate_result(self.model, self.wait(self._progress))
+
+
+class StreamJob(GenerateJob):
+    """A streaming generate request: iterate it for ``Chunk``s as the audio is made; ``result()`` (after
+    the last chunk, or at once: it skips what is left) is the whole ``GenerateResult``. Raises the
+    request's error (CancelledError, DeadlineExceededError, ...) from the iteration. Leaving the loop
+    early (break, an exception, ``close()``) cancels the request on the host."""
+
+    def __iter__(self) -> Iterator[Chunk]:
+        finished = False
+        try:
+            yield from self._chunks(self._progress)
+            finished = True
+        finally:
+            if not finished and self._final is None:
+                self.cancel()
+        self._final_body()  # raises the request's error
+
+    def close(self) -> None:
+        """Stop the stream: the host stops generating; a later ``result()`` raises CancelledError."""
+        if self._final is None:
+            self.cancel()
 
 
 class Client:
@@ -109,14 +142,38 @@ class Client:
         progress: ProgressFn | None = None,
         timeout_s: float | None = None,
         keep_alive_s: float | None = None,
+        stream: bool = False,
+        stream_interval_s: float | None = None,
     ) -> GenerateJob:
         """Start a generation and return at once; call ``.result()`` to wait, ``.cancel()`` to stop.
 
-        ``progress`` runs in the thread that waits in ``.result()``, as events arrive.
+        ``progress`` runs in the thread that waits in ``.result()``, as events arrive. With ``stream``
+        the job is a ``StreamJob``: iterate it for the audio as it is made, every ``stream_interval_s``
+        seconds of audio (default: the model's ``stream_interval_s``, 2 s).
         """
         timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
-        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s)
-        return GenerateJob(self._conn, model, body, timeout_s, progress)
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s,
+                                   stream, stream_interval_s)
+        return (StreamJob if stream else GenerateJob)(self._conn, model, body, timeout_s, progress)
+
+    def stream(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        timeout_s: float | None = None,
+        keep_alive_s: float | None = None,
+        interval_s: float | None = None,
+    ) -> StreamJob:
+        """Generate with the audio delivered as it is made: ``for chunk in client.stream(...)``; see ``StreamJob``."""
+        job = self.submit(model, prompt, audio=audio, sample_rate=sample_rate, params=params, progress=progress,
+                          timeout_s=timeout_s, keep_alive_s=keep_alive_s, stream=True, stream_interval_s=interval_s)
+        assert isinstance(job, StreamJob)
+        return job
 
     def generate(
         self,
@@ -184,4 +241,4 @@ class Client:
         self.close()
 
 
-__all__ = ["Client", "GenerateJob", "RequestError"]
+__all__ = ["Client", "GenerateJob", "RequestError", "StreamJob"]

@@ -64,7 +64,7 @@ PROTOCOL_VERSION = 1
 
 # Requests a client sends, and the kinds a host replies with.
 REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate", "cancel", "pin"})
-REPLY_KINDS = frozenset({"pong", "progress", "result", "error"})
+REPLY_KINDS = frozenset({"pong", "progress", "chunk", "result", "error"})
 FINAL_REPLY_KINDS = frozenset({"result", "error"})
 
 _EXT_INLINE = 1
@@ -104,11 +104,15 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "sample_rate": (_OPT_INT, False),
         "timeout_s": (_OPT_NUM, False),
         "keep_alive_s": (_OPT_NUM, False),
+        "stream": ((bool,), False),  # send "chunk" replies as the audio is made
+        "stream_interval_s": (_OPT_NUM, False),  # seconds of audio between chunks (None: the model's default)
     },
     "cancel": {"target": ((int,), True)},
     "pin": {"model": ((str,), True), "pinned": ((bool,), True)},
     "pong": {},
     "progress": {"step": ((int,), True), "total": ((int,), True)},
+    # a streaming generate's samples [offset, offset + n) of the result, in order (seq 0, 1, ...)
+    "chunk": {"audio": ((np.ndarray,), True), "sample_rate": ((int,), True), "offset": ((int,), True), "seq": ((int,), True)},
     "result": {},  # free-form: the request's kind decides what a result holds
     "error": {"code": ((str,), True), "message": ((str,), True)},
 }

@@ -4,7 +4,8 @@ A worker owns its model's backend object and nothing else. The core loop sends i
 time on the worker's own queue (so a command for one model never wakes another model's thread):
 load, run a job, unload, offload to the warm tier, restore, stop. The worker does the call and
 posts one ``Report`` back to the core, which decides what happens next and sends every final reply.
-Only progress events go straight out (they are not final and carry no decision).
+Only progress and a streaming request's chunk events go straight out (they are not final and carry
+no decision).
 """
 
 from __future__ import annotations
@@ -132,7 +133,15 @@ class Worker:
             job.last_progress_s = time.monotonic()
             self._reply(job.peer, "progress", job.request_id, {"step": step, "total": total})
 
-        ctx = RunContext(emit=emit, is_cancelled=lambda: job.stop_reason)
+        seq = [0]
+
+        def chunk(audio: Any, sample_rate: int, offset: int) -> None:  # a streaming request's audio so far
+            self._reply(job.peer, "chunk", job.request_id,
+                        {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]})
+            seq[0] += 1
+
+        ctx = RunContext(emit=emit, is_cancelled=lambda: job.stop_reason,
+                         chunk=chunk if body.get("stream") else None, stream_interval_s=body.get("stream_interval_s"))
         ctx.check()
         request = GenerateRequest(prompt=body.get("prompt"), params=body.get("params") or {},
                                   audio=body.get("audio"), sample_rate=body.get("sample_rate"))

@@ -66,18 +66,36 @@ class MemoryReport:
 
 
 class RunContext:
-    """Handed to ``generate``: report progress, and learn (by an exception) that the job must stop.
+    """Handed to ``generate``: report progress (and, for a streaming request, audio chunks), and learn
+    (by an exception) that the job must stop.
 
     ``progress`` raises ``CancelledError``, ``DeadlineExceededError`` or ``ShuttingDownError`` once
     the job was cancelled, its client vanished, its deadline passed or the host is shutting down;
     backends call it at each step.
     """
 
-    def __init__(self, emit: Callable[[int, int], None], is_cancelled: Callable[[], str | None], min_interval_s: float = 0.02):
+    def __init__(self, emit: Callable[[int, int], None], is_cancelled: Callable[[], str | None], min_interval_s: float = 0.02,
+                 chunk: Callable[[np.ndarray, int, int], None] | None = None, stream_interval_s: float | None = None):
         self._emit = emit
         self._is_cancelled = is_cancelled
         self._min_interval_s = min_interval_s
         self._last_emit_s = 0.0
+        self._chunk = chunk
+        self.stream_interval_s = stream_interval_s  # the client's wish (s of audio between chunks); None: the backend's default
+
+    @property
+    def streaming(self) -> bool:
+        """True when the client asked for audio as it is made: the backend then calls ``chunk`` on the way."""
+        return self._chunk is not None
+
+    def chunk(self, audio: np.ndarray, sample_rate: int, offset: int) -> None:
+        """Send the samples ``[offset, offset + audio.shape[-1])`` of the result now (a stream's chunk).
+
+        Chunks go out in order and never overlap; the final result still carries the whole audio.
+        Raises like ``check`` once the job must stop; a no-op for a request that does not stream."""
+        self.check()
+        if self._chunk is not None and audio.shape[-1] > 0:
+            self._chunk(audio, sample_rate, offset)
 
     @classmethod
     def detached(cls) -> "RunContext":

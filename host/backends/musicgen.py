@@ -16,6 +16,7 @@ there; with ``hf_cache`` set (a TTS-WebUI's cache) a missing download is a load 
 command to fetch it, and the load also looks for audiocraft's text encoder (T5) in that cache.
 
 Catalog options: ``checkpoint`` (required), ``max_duration_s`` (default 360, TTS-WebUI's maximum),
+``stream_interval_s`` (default 2: seconds of audio between a streaming request's chunks),
 ``allow_pickle`` (default false: checkpoints load weights-only; set true only for files you trust
 that need full unpickling, such as some AudioGen releases), ``hf_cache`` (a hub cache folder).
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 import numpy as np
@@ -37,7 +38,13 @@ from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
 from modelhost.host.config import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
-_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle", "hf_cache"}
+_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle", "hf_cache", "stream_interval_s"}
+STREAM_INTERVAL_S = 2.0  # seconds of audio between a stream's chunks unless the catalog or the request says
+# Frames (of 50 per s) held back at a decoded prefix's right edge: the EnCodec decoder's non-causal convolutions
+# see a few frames ahead (padding stands in for them at the edge), so the last samples of a prefix decode
+# change once later frames exist; samples further back than this margin do not (to float rounding; measured
+# in tests/integration/test_stream.py).
+STREAM_MARGIN_FRAMES = 8
 _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -65,6 +72,9 @@ class _AudiocraftBackend(Backend):
         if hf_cache is not None and (not isinstance(hf_cache, str) or not hf_cache):
             raise ValueError(f"[models.{spec.name}]: hf_cache must be a folder path (a Hugging Face hub cache)")
         self.hf_cache = os.path.abspath(os.path.expanduser(hf_cache)) if hf_cache else None
+        self.stream_interval_s = float(opts.get("stream_interval_s", STREAM_INTERVAL_S))
+        if not 0.1 <= self.stream_interval_s <= 60:
+            raise ValueError(f"[models.{spec.name}]: stream_interval_s must be between 0.1 and 60 (seconds of audio)")
         self.model: Any = None
         self.mbd: Any = None
 
@@ -133,9 +143,10 @@ class _AudiocraftBackend(Backend):
         use_mbd = bool(params.pop("use_multi_band_diffusion", False))
         mbd = self._multi_band_diffusion() if use_mbd else None
         model.set_generation_params(**params)
-        model.set_custom_progress_callback(ctx.progress)
+        stream = self._stream(ctx, params["duration"], use_mbd)
+        model.set_custom_progress_callback(stream.progress if stream is not None else ctx.progress)
         descriptions = [request.prompt or ""]
-        with GLOBAL_RNG.run(seed):
+        with GLOBAL_RNG.run(seed), (stream.attached() if stream is not None else nullcontext()):
             if request.audio is not None:
                 melody = torch.as_tensor(_float_audio(request.audio)).to(model.device)
                 wav, tokens = model.generate_with_chroma(descriptions, melody[None], request.sample_rate,
@@ -144,12 +155,27 @@ class _AudiocraftBackend(Backend):
                 wav, tokens = model.generate(descriptions, progress=True, return_tokens=True)
             if mbd is not None:
                 wav = mbd.tokens_to_wav(tokens)
+        if stream is not None:
+            stream.finish(wav)
         info: dict[str, Any] = {"seed": reported_seed}
         if return_tokens:
             info["tokens"] = tokens[0].cpu().numpy().astype(np.int32)
         return GenerateOutput(audio=wav[0].float().cpu().numpy(), sample_rate=int(model.sample_rate), info=info)
 
     # ---- helpers ----
+
+    def _stream(self, ctx: RunContext, duration_s: float, use_mbd: bool) -> "_PrefixStream | None":
+        """The streamer of a streaming request (None for a whole-result one)."""
+        if not ctx.streaming:
+            return None
+        interval_s = ctx.stream_interval_s if ctx.stream_interval_s is not None else self.stream_interval_s
+        if not 0.1 <= interval_s <= 60:
+            raise BadParamsError(f"stream_interval_s must be between 0.1 and 60 (seconds of audio), got {interval_s:g}")
+        # one LM pass of the whole duration only: beyond max_duration audiocraft generates in overlapping
+        # windows (prefixes are rewritten), and multi-band diffusion decodes the whole at once: both stream as
+        # a single chunk at the end
+        incremental = duration_s <= self.model.max_duration and not use_mbd
+        return _PrefixStream(self.model, ctx, duration_s, interval_s, incremental)
 
     def _get_pretrained(self, name: str, device: str) -> Any:
         raise NotImplementedError
@@ -252,6 +278,90 @@ class AudioGenBackend(_AudiocraftBackend):
 
     def _has_melody(self) -> bool:
         return False
+
+
+class _PrefixStream:
+    """A streaming request's audio while audiocraft's LM samples it (runs in the model's worker thread).
+
+    audiocraft has no streaming API; its LM loop keeps the token sequence in a local variable and reports
+    only counts. So ``attached`` wraps one internal, ``lm._sample_next_token``, on this model object for
+    this call: it records each step's token (the loop masks it in place right after), and ``progress``
+    (audiocraft's public progress callback, run after each step) lays the recorded steps into the codebook
+    pattern audiocraft uses (its own ``build_pattern_sequence`` / ``revert_pattern_sequence``), so the
+    timesteps complete in every codebook are known despite the delay pattern. Each ``interval_s`` of newly
+    complete audio the complete prefix is decoded with the model's own ``generate_audio`` and the samples up
+    to ``STREAM_MARGIN_FRAMES`` before its right edge that were not sent yet go out as one chunk;
+    ``finish`` sends the rest of the final audio. Nothing changes what is computed or the random stream: the
+    result is the non-streamed one, bit for bit.
+    """
+
+    def __init__(self, model: Any, ctx: RunContext, duration_s: float, interval_s: float, incremental: bool) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.sample_rate = int(model.sample_rate)
+        self.hop = self.sample_rate / model.frame_rate  # samples per token frame
+        self.interval_samples = int(interval_s * self.sample_rate)
+        self.incremental = incremental
+        self.sent = 0  # samples already sent
+        self.steps: list[torch.Tensor] = []
+        self.frames = int(duration_s * model.frame_rate)
+        self.done_frames = 0
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        lm = self.model.lm
+        if not self.incremental:
+            yield
+            return
+        pattern = lm.pattern_provider.get_pattern(self.frames)
+        unknown = -1  # as lm.generate marks a not yet sampled code
+        codes = torch.full((1, lm.num_codebooks, self.frames), unknown, dtype=torch.long)
+        self.sequence, _, _ = pattern.build_pattern_sequence(codes, lm.special_token_id)
+        self.pattern, self.unknown = pattern, unknown
+        self.first_step = pattern.get_first_step_with_timesteps(0)
+        sample = lm._sample_next_token
+
+        def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
+            token = sample(*args, **kwargs)
+            self.steps.append(token)
+            return token
+
+        lm._sample_next_token = recording  # an instance attribute over the class's method, for this call only
+        try:
+            yield
+        finally:
+            del lm._sample_next_token
+
+    def progress(self, step: int, total: int) -> None:
+        self.ctx.progress(step, total)
+        if not self.incremental or not self.steps:
+            return
+        position = self.first_step + len(self.steps) - 1
+        token = self.steps[-1][:1, :, 0].cpu()  # masked in place by the loop before this callback
+        column = self.sequence[..., position]
+        self.sequence[..., position] = torch.where(column == self.unknown, token, column)
+        ready = int((self.frames_complete() - STREAM_MARGIN_FRAMES) * self.hop)
+        if ready - self.sent >= self.interval_samples:
+            codes = self.out_codes[..., :self.done_frames].to(self.model.device)
+            wav = self.model.generate_audio(codes)
+            self._send(wav, ready)
+
+    def frames_complete(self) -> int:
+        """Timesteps sampled in every codebook so far (they form a prefix)."""
+        self.out_codes, _, _ = self.pattern.revert_pattern_sequence(self.sequence, special_token=self.unknown)
+        missing = (self.out_codes[0, :, :self.frames] == self.unknown).any(dim=0).nonzero()
+        self.done_frames = int(missing[0]) if len(missing) else self.frames
+        return self.done_frames
+
+    def finish(self, wav: torch.Tensor) -> None:
+        """The final audio's samples not sent yet."""
+        self._send(wav, wav.shape[-1])
+
+    def _send(self, wav: torch.Tensor, end: int) -> None:
+        end = min(end, wav.shape[-1])
+        if end > self.sent:
+            self.ctx.chunk(wav[0, :, self.sent:end].float().cpu().numpy(), self.sample_rate, self.sent)
+            self.sent = end
 
 
 @contextmanager
