@@ -33,19 +33,54 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
     """Write 16-bit PCM. Float audio is clipped to [-1, 1]; int16 audio is written as is."""
+    with WavWriter(path, sample_rate) as out:
+        out.write(audio)
+    return Path(path)
+
+
+class WavWriter:
+    """A 16-bit PCM WAV written piece by piece (a stream's chunks): the file is a valid WAV after every
+    ``write`` (the standard library rewrites the header's sizes each time), so a player can open it while
+    it grows. The channel count is fixed by the first piece."""
+
+    def __init__(self, path: str | Path, sample_rate: int) -> None:
+        self.path = Path(path)
+        self.sample_rate = int(sample_rate)
+        self.frames = 0
+        self._wav: wave.Wave_write | None = None
+
+    def write(self, audio: np.ndarray) -> None:
+        pcm = _pcm16(audio)
+        if self._wav is None:
+            self._wav = wave.open(str(self.path), "wb")
+            self._wav.setnchannels(pcm.shape[0])
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(self.sample_rate)
+        elif pcm.shape[0] != self._wav.getnchannels():
+            raise ValueError(f"a piece has {pcm.shape[0]} channel(s); this file has {self._wav.getnchannels()}")
+        self._wav.writeframes(np.ascontiguousarray(pcm.T).tobytes())
+        self.frames += pcm.shape[1]
+
+    def close(self) -> None:
+        if self._wav is None:  # nothing arrived: still leave a valid (empty, mono) WAV
+            self.write(np.zeros((1, 0), dtype=np.int16))
+        assert self._wav is not None
+        self._wav.close()
+
+    def __enter__(self) -> "WavWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pcm16(audio: np.ndarray) -> np.ndarray:
+    """``(channels, samples)`` little-endian int16: float clipped to [-1, 1] and scaled, int16 as is."""
     audio = np.asarray(audio)
     if audio.ndim == 1:
         audio = audio[None, :]
     if audio.ndim != 2:
         raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {audio.shape}")
     if audio.dtype == np.int16:
-        pcm = audio
-    else:
-        pcm = (np.clip(audio.astype(np.float32), -1.0, 1.0) * 32767).round().astype("<i2")
-    path = Path(path)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(pcm.shape[0])
-        wav.setsampwidth(2)
-        wav.setframerate(int(sample_rate))
-        wav.writeframes(np.ascontiguousarray(pcm.T).astype("<i2").tobytes())
-    return path
+        return audio.astype("<i2", copy=False)
+    return (np.clip(audio.astype(np.float32), -1.0, 1.0) * 32767).round().astype("<i2")

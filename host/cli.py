@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a generation parameter; VALUE is read as JSON when it parses (numbers, true, null), else as text")
     gen.add_argument("--input", metavar="IN.wav", help="input audio (for audio-to-audio models)")
     gen.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="where to write the result (16-bit PCM)")
+    gen.add_argument("--stream", action="store_true",
+                     help="write OUT.wav as the audio is made (MusicGen/AudioGen): a valid, growing WAV after every chunk")
+    gen.add_argument("--stream-interval", type=float, default=None, metavar="SECONDS",
+                     help="with --stream: seconds of audio per chunk (default: the model's stream_interval_s)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -340,14 +344,42 @@ def _generate(args: argparse.Namespace) -> int:
     bar = None if args.quiet else _ProgressBar()
     started = time.perf_counter()
     with _client(args) as c:
-        result = c.generate(args.model, args.prompt, audio=audio, sample_rate=sample_rate, params=params,
-                            progress=bar, timeout_s=args.timeout)
+        if args.stream:
+            result = _stream_to_wav(c, args, audio, sample_rate, params, bar)
+        else:
+            result = c.generate(args.model, args.prompt, audio=audio, sample_rate=sample_rate, params=params,
+                                progress=bar, timeout_s=args.timeout)
     if bar:
         bar.close()
-    write_wav(args.output, result.audio, result.sample_rate)
+    if not args.stream:
+        write_wav(args.output, result.audio, result.sample_rate)
     print(f"wrote {args.output}: {result.duration_s:.2f} s at {result.sample_rate} Hz, "
           f"{result.audio.shape[0] if result.audio.ndim == 2 else 1} channel(s), in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
+
+
+def _stream_to_wav(c: Any, args: argparse.Namespace, audio: Any, sample_rate: int | None, params: dict[str, Any],
+                   bar: "_ProgressBar | None") -> Any:
+    """Write each chunk to ``-o`` as it arrives; the file ends holding the final result exactly."""
+    from modelhost.client.wavfile import WavWriter, write_wav
+
+    if args.stream_interval is not None and not args.stream_interval > 0:
+        raise ValueError(f"--stream-interval must be a number of seconds > 0, got {args.stream_interval}")
+    job = c.stream(args.model, args.prompt, audio=audio, sample_rate=sample_rate, params=params, progress=bar,
+                   timeout_s=args.timeout, interval_s=args.stream_interval)
+    writer: WavWriter | None = None
+    try:
+        for chunk in job:
+            if writer is None:
+                writer = WavWriter(args.output, chunk.sample_rate)
+            writer.write(chunk.audio)
+    finally:
+        if writer is not None:
+            writer.close()
+    result = job.result()
+    if writer is None or writer.frames != result.audio.shape[-1]:  # a backend that sent no (or not all) chunks
+        write_wav(args.output, result.audio, result.sample_rate)
+    return result
 
 
 def _check_output(path: str) -> None:
