@@ -3,6 +3,7 @@ result; leaving early, a deadline or a bad interval stop it cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -87,3 +88,20 @@ def test_cli_stream_interval_must_be_positive(model_host, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--stream-interval must be" in done.stderr, done.stderr
+
+
+def test_async_stream_gives_the_same_chunks_and_result(model_host):
+    from modelhost.client import AsyncClient
+
+    async def run():
+        async with AsyncClient(model_host.address) as c:
+            stream = c.stream("musicgen", "drums", params={"duration": 2, "seed": 5}, interval_s=0.5)
+            chunks = [chunk async for chunk in stream]
+            return chunks, stream.result
+
+    chunks, result = asyncio.run(run())
+    with Client(model_host.address) as c:
+        plain = c.generate("musicgen", "drums", params={"duration": 2, "seed": 5})
+    assert len(chunks) >= 2 and [ch.seq for ch in chunks] == list(range(len(chunks)))
+    assert result is not None and np.array_equal(result.audio, plain.audio)
+    assert np.abs(np.concatenate([ch.audio for ch in chunks], axis=-1) - plain.audio).max() < 1e-5
