@@ -25,6 +25,7 @@ SUITE = {
     "backends": (["--reps", "20"], ["--reps", "2"]),
     "wire_threshold": (["--reps", "400"], ["--reps", "5"]),
     "swap": (["--reps", "5"], ["--reps", "1"]),
+    "stream": (["--size", "real", "--reps", "3"], ["--size", "tiny", "--reps", "1", "--durations", "3,6"]),
 }
 
 

@@ -87,3 +87,11 @@ def test_light_ui_benchmark_smoke(tmp_path) -> None:
     report = _run("light_ui", "--size", "tiny", "--reps", "1", tmp_path=tmp_path)
     assert report["light_ui"]["total_s"] > report["light_ui"]["ui_ready_s"] > 0
     assert report["in_process"]["total_s"] > 0 and report["ratio"] > 0
+
+
+def test_stream_benchmark_smoke(tmp_path) -> None:
+    report = _run("stream", "--size", "tiny", "--reps", "1", "--durations", "2", "--interval", "0.5", tmp_path=tmp_path)
+    r = report["results"]["2s"]
+    assert r["chunks"] >= 2
+    assert 0 < r["stream_first_s"] < r["stream_whole_s"]
+    assert r["first_over_whole"] > 0 and r["stream_cost"] > 0
