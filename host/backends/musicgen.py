@@ -23,6 +23,8 @@ that need full unpickling, such as some AudioGen releases), ``hf_cache`` (a hub 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import re
 import threading
@@ -286,9 +288,10 @@ class _PrefixStream:
     audiocraft has no streaming API; its LM loop keeps the token sequence in a local variable and reports
     only counts. So ``attached`` wraps one internal, ``lm._sample_next_token``, on this model object for
     this call: it records each step's token (the loop masks it in place right after), and ``progress``
-    (audiocraft's public progress callback, run after each step) lays the recorded steps into the codebook
-    pattern audiocraft uses (its own ``build_pattern_sequence`` / ``revert_pattern_sequence``), so the
-    timesteps complete in every codebook are known despite the delay pattern. Each ``interval_s`` of newly
+    (audiocraft's public progress callback, run after each step) writes that step's codes into the
+    (timestep, codebook) cells audiocraft's own pattern layout says the step fills, so the timesteps
+    complete in every codebook are known despite the delay pattern (read once per request from the
+    layout: O(codebooks) per step). Each ``interval_s`` of newly
     complete audio the complete prefix is decoded with the model's own ``generate_audio`` and the samples up
     to ``STREAM_MARGIN_FRAMES`` before its right edge that were not sent yet go out as one chunk;
     ``finish`` sends the rest of the final audio. Nothing changes what is computed or the random stream: the
@@ -314,10 +317,16 @@ class _PrefixStream:
             yield
             return
         pattern = lm.pattern_provider.get_pattern(self.frames)
-        unknown = -1  # as lm.generate marks a not yet sampled code
-        codes = torch.full((1, lm.num_codebooks, self.frames), unknown, dtype=torch.long)
-        self.sequence, _, _ = pattern.build_pattern_sequence(codes, lm.special_token_id)
-        self.pattern, self.unknown = pattern, unknown
+        self.codes = torch.zeros((1, lm.num_codebooks, self.frames), dtype=torch.long)
+        # Read once from audiocraft's own pattern: which (timestep, codebook) cells each sequence step fills,
+        # and after which step every timestep up to t is filled in every codebook (the delay pattern).
+        self.layout = pattern.layout
+        filled_at = [0] * self.frames
+        for step, cells in enumerate(self.layout):
+            for cell in cells:
+                if cell.t < self.frames:
+                    filled_at[cell.t] = max(filled_at[cell.t], step)
+        self.prefix_filled_at = list(itertools.accumulate(filled_at, max))  # nondecreasing: bisect finds the prefix
         self.first_step = pattern.get_first_step_with_timesteps(0)
         sample = lm._sample_next_token
 
@@ -336,22 +345,16 @@ class _PrefixStream:
         self.ctx.progress(step, total)
         if not self.incremental or not self.steps:
             return
-        position = self.first_step + len(self.steps) - 1
-        token = self.steps[-1][:1, :, 0].cpu()  # masked in place by the loop before this callback
-        column = self.sequence[..., position]
-        self.sequence[..., position] = torch.where(column == self.unknown, token, column)
-        ready = int((self.frames_complete() - STREAM_MARGIN_FRAMES) * self.hop)
+        position = self.first_step + len(self.steps) - 1  # the sequence step this token filled
+        token = self.steps[-1][0, :, 0].cpu()  # masked in place by the loop before this callback
+        for cell in self.layout[position]:  # O(codebooks) per step: no re-reverting of the whole pattern
+            if cell.t < self.frames:
+                self.codes[0, cell.q, cell.t] = token[cell.q]
+        self.done_frames = bisect.bisect_right(self.prefix_filled_at, position)  # timesteps complete in every codebook
+        ready = int((self.done_frames - STREAM_MARGIN_FRAMES) * self.hop)
         if ready - self.sent >= self.interval_samples:
-            codes = self.out_codes[..., :self.done_frames].to(self.model.device)
-            wav = self.model.generate_audio(codes)
+            wav = self.model.generate_audio(self.codes[..., :self.done_frames].to(self.model.device))
             self._send(wav, ready)
-
-    def frames_complete(self) -> int:
-        """Timesteps sampled in every codebook so far (they form a prefix)."""
-        self.out_codes, _, _ = self.pattern.revert_pattern_sequence(self.sequence, special_token=self.unknown)
-        missing = (self.out_codes[0, :, :self.frames] == self.unknown).any(dim=0).nonzero()
-        self.done_frames = int(missing[0]) if len(missing) else self.frames
-        return self.done_frames
 
     def finish(self, wav: torch.Tensor) -> None:
         """The final audio's samples not sent yet."""
