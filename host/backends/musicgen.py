@@ -306,7 +306,8 @@ class _PrefixStream:
         self.interval_samples = int(interval_s * self.sample_rate)
         self.incremental = incremental
         self.sent = 0  # samples already sent
-        self.steps: list[torch.Tensor] = []
+        self.sampled = 0  # tokens sampled so far
+        self.token: torch.Tensor | None = None  # the last one
         self.frames = int(duration_s * model.frame_rate)
         self.done_frames = 0
 
@@ -332,7 +333,8 @@ class _PrefixStream:
 
         def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
             token = sample(*args, **kwargs)
-            self.steps.append(token)
+            self.sampled += 1
+            self.token = token
             return token
 
         lm._sample_next_token = recording  # an instance attribute over the class's method, for this call only
@@ -343,10 +345,10 @@ class _PrefixStream:
 
     def progress(self, step: int, total: int) -> None:
         self.ctx.progress(step, total)
-        if not self.incremental or not self.steps:
+        if not self.incremental or self.token is None:
             return
-        position = self.first_step + len(self.steps) - 1  # the sequence step this token filled
-        token = self.steps[-1][0, :, 0].cpu()  # masked in place by the loop before this callback
+        position = self.first_step + self.sampled - 1  # the sequence step this token filled
+        token = self.token[0, :, 0].cpu()  # masked in place by the loop before this callback
         for cell in self.layout[position]:  # O(codebooks) per step: no re-reverting of the whole pattern
             if cell.t < self.frames:
                 self.codes[0, cell.q, cell.t] = token[cell.q]
