@@ -32,6 +32,7 @@ class AsyncClient:
         heartbeat_s: float = 0.5,
         liveness_s: float = 3.0,
         limits: wire.Limits = wire.DEFAULT_LIMITS,
+        shm: bool | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._conn = Connection(
@@ -41,6 +42,7 @@ class AsyncClient:
             liveness_s=liveness_s,
             limits=limits,
             server_key=server_key,
+            shm_enabled=shm,
         )
 
     @property

@@ -13,6 +13,12 @@ allow-list, CURVE on one side only) fails the requests with a ``HostUnreachableE
 which, instead of leaving them to time out. TCP to a host off loopback needs CURVE
 (``client.security``): the host's public key pinned with ``server_key`` or $MODELHOST_SERVER_KEY.
 
+Shared memory (``client.shm``): on an ipc:// address, once connected, the I/O thread offers the host
+shared memory (``attach``, before any request it sends after the handshake). If the host accepts,
+large request arrays go into this connection's pool and large results arrive as views into the
+host's segments, released back to the host when the caller drops them. A new connection to a new
+host (a restart) starts a new pool; $MODELHOST_SHM=0 or ``shm=False`` keeps frames.
+
 A sink is a callable run on the I/O thread with one event: ``("progress", step, total)``,
 ``("chunk", body)`` (a streaming generate's audio so far), ``("result", body)`` or ``("error", exception)``. Every submitted request gets exactly one final
 event (result or error): from the host, from its deadline, from the liveness check, or from close.
@@ -32,7 +38,7 @@ from typing import Any, Callable
 
 import zmq
 
-from modelhost.client import security, wire
+from modelhost.client import security, shm, wire
 from modelhost.client.address import parse_address
 from modelhost.client.errors import (
     DeadlineExceededError,
@@ -54,6 +60,9 @@ _MONITORED = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 for _event in _HANDSHAKE_FAILED:
     _MONITORED |= _event
 _CLOSE_JOIN_S = 2.0  # close() waits this long for the I/O thread, never longer
+SHM_ENV = "MODELHOST_SHM"  # "0": never offer shared memory
+CLIENT_POOL_BYTES = 256 << 20  # the most a connection's own segments (request audio) hold
+_HOST = "host"  # the one peer of a connection's pool
 
 
 class _Pending:
@@ -77,6 +86,7 @@ class Connection:
         limits: wire.Limits,
         server_key: str | bytes | os.PathLike | None = None,
         client_key: str | os.PathLike | None = None,
+        shm_enabled: bool | None = None,
     ) -> None:
         if heartbeat_s <= 0 or liveness_s <= heartbeat_s:
             raise ValueError(f"need 0 < heartbeat_s < liveness_s, got heartbeat_s={heartbeat_s}, liveness_s={liveness_s}")
@@ -94,6 +104,12 @@ class Connection:
         self._heartbeat_s = heartbeat_s
         self._liveness_s = liveness_s
         self._limits = limits
+        if shm_enabled is None:
+            shm_enabled = os.environ.get(SHM_ENV, "1") != "0"
+        self._shm_on = shm_enabled and self.address.path is not None and shm.available()
+        self._pool: shm.Pool | None = None  # this connection's segments, from the host's accept until a disconnect
+        self._shm_sender: shm.Sender | None = None  # read by submit (any thread): set while the host accepts ours
+        self._maps: shm.Mappings | None = None  # I/O thread: the host's segments, while we may read them
         self._ids = itertools.count(1)
         self._outbox: deque[tuple] = deque()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -114,7 +130,7 @@ class Connection:
             self._sock.connect(self.address.url)
         except zmq.ZMQError as exc:  # e.g. tcp://*:PORT, which a host may bind but nobody can connect to
             self._monitor.close(linger=0)
-            self._sock.close(linger=0)
+            self._sock.close(linger=200 if said else 0)  # the detach note gets a moment to leave
             self._ctx.term()
             self._wake_r.close()
             self._wake_w.close()
@@ -132,7 +148,7 @@ class Connection:
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self._check_socket_file()
         request_id = next(self._ids)
-        frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits)
+        frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits, shm=self._shm_sender)
         self._outbox.append(("send", request_id, frames, _Pending(sink, time.monotonic() + timeout_s)))
         self._wake()
         return request_id
@@ -161,6 +177,13 @@ class Connection:
         self._wake_r.close()
         self._wake_w.close()
         self._ctx.term()
+        if self._pool is not None:
+            self._pool.close()
+
+    @property
+    def shared_memory(self) -> bool:
+        """Whether large arrays travel through shared memory with the host now (both ways)."""
+        return self._shm_sender is not None and self._maps is not None
 
     def _check_socket_file(self) -> None:
         path = self.address.path
@@ -215,6 +238,7 @@ class Connection:
             log.exception("modelhost client I/O thread failed")
             self._fail_all(pending, HostUnavailableError(f"client I/O thread failed: {exc!r}"))
         finally:
+            said = self._say_detach()
             self._outbox_fail_remaining(pending)
             self._fail_all(pending, HostUnavailableError("this client is closed"))
             try:
@@ -222,7 +246,7 @@ class Connection:
             except zmq.ZMQError:
                 pass  # close() gave up waiting for this thread and terminated the context meanwhile
             self._monitor.close(linger=0)
-            self._sock.close(linger=0)
+            self._sock.close(linger=200 if said else 0)  # the detach note gets a moment to leave
 
     def _drain_wake(self) -> None:
         try:
@@ -235,8 +259,12 @@ class Connection:
         self._sock.send_multipart(frames, copy=False)
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
+        releases: list[int] = []
         while self._outbox:
             item = self._outbox.popleft()
+            if item[0] != "release" and releases:  # segments dropped before this request: the host may reuse them for it
+                self._send(wire.encode("shm", 0, {"release": releases}, token=self._token))
+                releases = []
             if item[0] == "send":
                 _, request_id, frames, entry = item
                 if self._refusal is not None and not self._connected:
@@ -244,8 +272,77 @@ class Connection:
                     continue
                 pending[request_id] = entry
                 self._send(frames)
+            elif item[0] == "release":
+                releases.append(item[1])
             else:
                 self._send_cancel(item[1])
+        if releases:  # one notification for the segments the caller dropped since the last request
+            self._send(wire.encode("shm", 0, {"release": releases}, token=self._token))
+
+    def _send_mapped(self, seg_id: int) -> None:
+        """The first mapping of a host segment (I/O thread, while decoding): the host need not wait for us to exit."""
+        self._send(wire.encode("shm", 0, {"mapped": [seg_id]}, token=self._token))
+
+    # ---- shared memory (I/O thread, but _release_later) ----
+
+    def _attach(self, recv: bool) -> None:
+        """Offer the host shared memory; ``recv``: we can map its segments too. Sent before any queued request."""
+        if self._pool is None:
+            self._pool = shm.Pool(max_bytes=CLIENT_POOL_BYTES)
+        body: dict[str, Any] = {"pid": os.getpid(), "key": self._pool.key}
+        if recv:
+            body["recv"] = True
+        request_id = next(self._ids)
+        frames = wire.encode("attach", request_id, body, token=self._token, limits=self._limits)
+        sink = _ignore if recv else self._on_attached
+        self._outbox.appendleft(("send", request_id, frames, _Pending(sink, time.monotonic() + 10.0)))
+
+    def _on_attached(self, event: tuple) -> None:
+        if event[0] != "result" or not event[1].get("accept") or self._pool is None:
+            if event[0] == "result":
+                log.info("shared memory with the host is off: %s", event[1].get("reason", "not accepted"))
+            return
+        body = event[1]
+        pid, key, min_bytes = body.get("pid"), body.get("key"), body.get("min_bytes")
+        if type(pid) is not int or type(key) is not str or type(min_bytes) is not int:
+            log.warning("the host's shared-memory answer is malformed; keeping frames")
+            return
+        self._pool.min_bytes = max(min_bytes, 1)
+        self._shm_sender = self._pool.sender(_HOST)
+        if shm.can_read(pid):
+            maps = shm.Mappings(pid, key, lambda seg_id: self._release_later(maps, seg_id), self._send_mapped)
+            self._maps = maps
+            self._attach(recv=True)
+
+    def _release_later(self, maps: shm.Mappings, seg_id: int) -> None:
+        """A view into the host's segment was dropped (any thread): tell that host, if it is still ours."""
+        if maps is self._maps and not self._closed.is_set():
+            self._outbox.append(("release", seg_id))
+            self._wake()
+
+    def _detach(self) -> None:
+        """The connection closed: the host that held our segments is gone, and so are its segments for us."""
+        self._shm_sender, self._maps = None, None  # views already handed out keep their memory until dropped
+        if self._pool is not None:
+            self._pool.close()  # a new host gets a new pool (and key): nothing queued can reach stale memory
+            self._pool = None
+
+    def _say_detach(self) -> bool:
+        """Closing: the host may reuse all it lent us but what our live arrays still read."""
+        if self._pool is None or not self._connected:  # never attached (or the host is gone)
+            return False
+        held = self._maps.held() if self._maps is not None else []
+        try:
+            self._send(wire.encode("shm", 0, {"detach": held}, token=self._token))
+        except zmq.ZMQError:
+            return False
+        return True
+
+    def _on_shm(self, body: dict[str, Any]) -> None:
+        if body.get("release") and self._pool is not None:
+            self._pool.release(body["release"], _HOST)
+        if body.get("forget") and self._maps is not None:
+            self._maps.forget(body["forget"])
 
     def _read_monitor(self, pending: dict[int, _Pending]) -> None:
         while True:
@@ -259,9 +356,12 @@ class Connection:
             event = {"event": kind, "value": value}
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._connected, self._refusal = True, None
+                if self._shm_on:
+                    self._attach(recv=False)
             elif kind == zmq.EVENT_DISCONNECTED and self._connected:
                 self._connected = False
                 self._receive(pending)  # replies that arrived before the connection closed still count
+                self._detach()
                 if pending:
                     self._fail_all(pending, HostDeadError(
                         f"the host at {self.address.url} stopped answering: its connection closed with "
@@ -303,7 +403,7 @@ class Connection:
                 return heard
             heard = True
             try:
-                msg = wire.decode(frames, limits=self._limits)
+                msg = wire.decode(frames, limits=self._limits, shm=self._maps)
             except RequestError as exc:
                 entry = pending.pop(exc.request_id, None) if exc.request_id is not None else None
                 if entry is not None:
@@ -315,6 +415,9 @@ class Connection:
 
     def _route(self, msg: wire.Message, pending: dict[int, _Pending]) -> None:
         if msg.kind == "pong":
+            return
+        if msg.kind == "shm":
+            self._on_shm(msg.body)
             return
         entry = pending.get(msg.id)
         if entry is None:
@@ -364,6 +467,10 @@ class Connection:
             item = self._outbox.popleft()
             if item[0] == "send":
                 pending[item[1]] = item[3]
+
+
+def _ignore(event: tuple) -> None:
+    pass
 
 
 def _deliver(entry: _Pending, event: tuple) -> None:

@@ -104,6 +104,11 @@ class Client:
     $MODELHOST_SERVER_KEY: the host's public key file, or the key's 40 characters) turns on CURVE
     encryption to a TCP host and pins that host; a host off loopback is reached only this way. The
     client's own key is $MODELHOST_CLIENT_KEY (a ``.key_secret`` file), else a fresh one.
+
+    On an ipc:// host (this machine, this user) large arrays travel through shared memory
+    (``client.shm``): a result's audio is then a writable view into the host's memory, held for
+    this client until the array (and every view of it) is dropped; take ``.copy()`` to keep audio
+    long after. ``shm=False`` (or $MODELHOST_SHM=0) sends frames instead.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Client:
         heartbeat_s: float = 0.5,
         liveness_s: float = 3.0,
         limits: wire.Limits = wire.DEFAULT_LIMITS,
+        shm: bool | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._conn = Connection(
@@ -125,11 +131,17 @@ class Client:
             liveness_s=liveness_s,
             limits=limits,
             server_key=server_key,
+            shm_enabled=shm,
         )
 
     @property
     def address(self) -> str:
         return self._conn.address.url
+
+    @property
+    def shared_memory(self) -> bool:
+        """Whether large arrays travel through shared memory with the host now (an ipc:// host that accepted)."""
+        return self._conn.shared_memory
 
     def submit(
         self,

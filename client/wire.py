@@ -18,6 +18,18 @@ A numpy array anywhere in the body is a msgpack extension value:
 
     ext 1 (inline)        msgpack [dtype.str, shape, raw bytes]      when nbytes <  inline_max_bytes
     ext 2 (out of band)   msgpack [dtype.str, shape, frame index]    when nbytes >= inline_max_bytes
+    ext 3 (shared memory) msgpack [dtype.str, shape, segment id, fd, segment size]
+                          version 2, between peers that attached shared memory, when nbytes >=
+                          the sender's threshold and its pool has room (``client.shm``); the
+                          array's bytes are at offset 0 of the sender's segment ``segment id``,
+                          which the receiver maps from /proc/<sender pid>/fd/<fd>
+
+Versions: this side writes PROTOCOL_VERSION (2) and reads 1 and 2. Version 2 adds ext 3 and two
+kinds: ``attach`` (a client on the host's machine offers shared memory: its pid and segment key;
+the result carries the host's) and ``shm``, a notification in either direction that is never
+answered: ``release`` lists segments the receiver is done with, ``mapped`` segments it mapped for
+the first time, ``forget`` segments the sender retired, and ``detach`` (a client closing) the
+host's segments its arrays still read: everything else lent to it is free again. The host answers a version-1 peer in version 1, so an old client keeps working (frames).
 
 ``dtype.str`` keeps the byte order ('<f4', '>i2', '|b1'); only bool, integer, float and complex
 dtypes are accepted. Non-contiguous and Fortran-order arrays are sent as a C-order copy; the
@@ -37,7 +49,7 @@ bad array is remembered while msgpack runs and raised once the header, and so it
 Strict types: "v" and "id" are ints (not bools, not floats), the id is in [0, 2**63), "k" is a str;
 ``timeout_s`` is finite and > 0, ``keep_alive_s`` finite and >= 0; ``params`` is a tree of maps
 with str keys and lists, at most ``MAX_PARAMS_DEPTH`` deep, of plain values and arrays. Only
-extension types 1 and 2 exist here: msgpack's own Timestamp (ext -1, which msgpack decodes itself
+extension types 1, 2 and 3 exist here: msgpack's own Timestamp (ext -1, which msgpack decodes itself
 without calling ``ext_hook``) is kept a ``msgpack.Timestamp`` (``timestamp=0``, never a float that
 would pass as a number) and refused wherever it appears.
 """
@@ -46,7 +58,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import msgpack
 import numpy as np
@@ -60,15 +72,20 @@ from modelhost.client.errors import (
     VersionMismatchError,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+ACCEPTED_VERSIONS = frozenset({1, 2})
+_V2_KINDS = frozenset({"attach", "shm"})
 
-# Requests a client sends, and the kinds a host replies with.
-REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate", "cancel", "pin"})
+# Requests a client sends, the kinds a host replies with, and notifications either side sends (never answered).
+REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate", "cancel", "pin", "attach"})
 REPLY_KINDS = frozenset({"pong", "progress", "chunk", "result", "error"})
 FINAL_REPLY_KINDS = frozenset({"result", "error"})
+NOTIFY_KINDS = frozenset({"shm"})
 
 _EXT_INLINE = 1
 _EXT_FRAME = 2
+_EXT_SHM = 3
+_MAX_SEGMENT_REFS = 100_000  # ids in one "shm" notification
 _ARRAY_KINDS = "biufc"
 _MAX_NDIM = 32
 _MAX_ID = 2**63  # request ids are in [0, 2**63): int64 everywhere, never a uint64 surprise
@@ -109,6 +126,9 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     },
     "cancel": {"target": ((int,), True)},
     "pin": {"model": ((str,), True), "pinned": ((bool,), True)},
+    # a client on the host's machine offers shared memory ("recv": it can map the host's segments too)
+    "attach": {"pid": ((int,), True), "key": ((str,), True), "recv": ((bool,), False)},
+    "shm": {"release": ((list,), False), "forget": ((list,), False), "mapped": ((list,), False), "detach": ((list,), False)},
     "pong": {},
     "progress": {"step": ((int,), True), "total": ((int,), True)},
     # a streaming generate's samples [offset, offset + n) of the result, in order (seq 0, 1, ...)
@@ -141,12 +161,35 @@ DEFAULT_LIMITS = Limits()
 
 @dataclass(frozen=True)
 class Message:
-    """One decoded message: its kind, request id, body and (if any) auth token."""
+    """One decoded message: its kind, request id, body, (if any) auth token, and the version it was written in."""
 
     kind: str
     id: int
     body: dict[str, Any] = field(default_factory=dict)
     token: str | None = None
+    version: int = PROTOCOL_VERSION
+
+
+class ShmSender(Protocol):
+    """Where ``encode`` puts large arrays for a peer that attached shared memory (``client.shm.Pool.sender``)."""
+
+    min_bytes: int
+
+    def place(self, arr: np.ndarray) -> tuple[int, int, int] | None:
+        """Copy a C-contiguous array into a segment lent to the peer: (segment id, fd, size), or None (send a frame)."""
+
+    def unplace(self, seg_ids: list[int]) -> None:
+        """The message holding these segments was never sent: they are free again."""
+
+
+class ShmReceiver(Protocol):
+    """How ``decode`` maps a peer's segments (``client.shm.Mappings``)."""
+
+    def array(self, seg_id: int, fd: int, size: int, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+        """A view of the array in the segment; raises ``client.shm.ShmError`` if it cannot be mapped."""
+
+    def unread(self, seg_id: int) -> None:
+        """The message referencing this segment was refused before its array was read: give the segment back."""
 
 
 def encode(
@@ -156,38 +199,60 @@ def encode(
     *,
     token: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    version: int = PROTOCOL_VERSION,
+    shm: ShmSender | None = None,
 ) -> list[Any]:
-    """Frames for one message: the header, then one buffer per large array (sent with copy=False)."""
+    """Frames for one message: the header, then one buffer per large array (sent with copy=False).
+
+    With ``shm`` (a peer that attached shared memory), arrays of at least ``shm.min_bytes`` go into
+    its segments instead of frames, as far as the pool has room. ``version`` 1 writes what a
+    version-1 peer reads (no ext 3)."""
     if kind not in BODY_SCHEMA:
         raise UnknownKindError(f"unknown message kind {kind!r}")
     buffers: list[Any] = []
+    placed: list[int] = []
+    shared = [0]
+    if version < 2:
+        shm = None
 
     def default(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
-            return _pack_array(obj, buffers, limits.inline_max_bytes)
+            return _pack_array(obj, buffers, limits.inline_max_bytes, shm, placed, shared)
         if isinstance(obj, np.generic):
             return obj.item()
         raise BadRequestError(f"cannot send a value of type {type(obj).__name__}: only msgpack types and numeric numpy arrays travel")
 
-    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "k": kind, "id": request_id, "b": body or {}}
+    header: dict[str, Any] = {"v": version, "k": kind, "id": request_id, "b": body or {}}
     if token is not None:
         header["t"] = token
-    packed = msgpack.packb(header, default=default, use_bin_type=True)
-    total = len(packed) + sum(memoryview(b).nbytes for b in buffers)
-    if total > limits.max_message_bytes:
-        raise TooLargeError(f"message is {total} bytes, over the limit of {limits.max_message_bytes}; send less audio per request")
-    if 1 + len(buffers) > limits.max_frames:
-        raise TooLargeError(f"message needs {1 + len(buffers)} frames, over the limit of {limits.max_frames}; send fewer arrays")
+    try:
+        packed = msgpack.packb(header, default=default, use_bin_type=True)
+        total = len(packed) + sum(memoryview(b).nbytes for b in buffers) + shared[0]
+        if total > limits.max_message_bytes:
+            raise TooLargeError(f"message is {total} bytes, over the limit of {limits.max_message_bytes}; send less audio per request")
+        if 1 + len(buffers) > limits.max_frames:
+            raise TooLargeError(f"message needs {1 + len(buffers)} frames, over the limit of {limits.max_frames}; send fewer arrays")
+    except BaseException:
+        if placed:
+            shm.unplace(placed)
+        raise
     return [packed, *buffers]
 
 
-def _pack_array(arr: np.ndarray, buffers: list[Any], inline_max_bytes: int) -> msgpack.ExtType:
+def _pack_array(arr: np.ndarray, buffers: list[Any], inline_max_bytes: int, shm: ShmSender | None,
+                placed: list[int], shared: list[int]) -> msgpack.ExtType:
     dtype = arr.dtype
     if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise BadRequestError(f"cannot send an array of dtype {dtype}: only bool, integer, float and complex arrays travel")
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")
     shape = list(arr.shape)
+    if shm is not None and arr.nbytes >= shm.min_bytes and arr.nbytes > 0:
+        ref = shm.place(arr)
+        if ref is not None:
+            placed.append(ref[0])
+            shared[0] += arr.nbytes
+            return msgpack.ExtType(_EXT_SHM, msgpack.packb([dtype.str, shape, *ref]))
     if arr.nbytes >= inline_max_bytes and arr.nbytes > 0:
         buffers.append(memoryview(arr).cast("B"))
         payload = [dtype.str, shape, len(buffers)]
@@ -200,15 +265,16 @@ def _buffer_of(frame: Any) -> memoryview:
     return memoryview(buf).cast("B") if isinstance(buf, memoryview) else memoryview(buf)
 
 
-def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS) -> Message:
+def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS, shm: ShmReceiver | None = None) -> Message:
     """The message in ``frames``; raises a ``RequestError`` whose ``request_id`` is the header's id, or 0
-    when that cannot be read."""
+    when that cannot be read. ``shm`` maps the sender's segments (a peer that attached shared memory);
+    without it a shared-memory array is refused."""
     if not frames:
         raise BadRequestError("empty message: expected a header frame", request_id=0)
     head: memoryview | None = None
     try:
         head = _buffer_of(frames[0])
-        return _decode(head, frames, limits)
+        return _decode(head, frames, limits, shm)
     except RequestError as exc:
         if exc.request_id is None:
             exc.request_id = 0
@@ -218,7 +284,19 @@ def decode(frames: Sequence[Any], *, limits: Limits = DEFAULT_LIMITS) -> Message
                               request_id=_scan_id(head)) from None
 
 
-def _decode(head: memoryview, frames: Sequence[Any], limits: Limits) -> Message:
+class _Reading:
+    """What one decode collects while msgpack runs: frames used, the first fault, shared-memory use."""
+
+    __slots__ = ("views", "used", "faults", "shm", "shared_bytes", "limits")
+
+    def __init__(self, views: list[memoryview], limits: Limits, shm: ShmReceiver | None) -> None:
+        self.views, self.limits, self.shm = views, limits, shm
+        self.used: set[int] = set()
+        self.faults: list[RequestError] = []
+        self.shared_bytes = 0
+
+
+def _decode(head: memoryview, frames: Sequence[Any], limits: Limits, shm: ShmReceiver | None) -> Message:
     nframes = len(frames)
     if nframes > limits.max_frames:
         raise TooLargeError(f"message has {nframes} frames, over the limit of {limits.max_frames}",
@@ -228,14 +306,16 @@ def _decode(head: memoryview, frames: Sequence[Any], limits: Limits) -> Message:
     if total > limits.max_message_bytes:
         raise TooLargeError(f"message is {total} bytes, over the limit of {limits.max_message_bytes}",
                             request_id=_scan_id(head))
-    used: set[int] = set()
-    faults: list[RequestError] = []
-    header = _unpack_header(views, used, faults, limits)
+    reading = _Reading(views, limits, shm)
+    header = _unpack_header(reading)
     request_id = header.get("id")
     if type(request_id) is not int or not 0 <= request_id < _MAX_ID:
         raise BadRequestError(f"header field 'id' must be an int in [0, 2**63), got {_brief(request_id)}", request_id=0)
     try:
-        return _check_header(header, request_id, nframes, used, faults)
+        if total + reading.shared_bytes > limits.max_message_bytes:
+            raise TooLargeError(f"message is {total + reading.shared_bytes} bytes with its shared-memory arrays, over "
+                                f"the limit of {limits.max_message_bytes}")
+        return _check_header(header, request_id, nframes, reading)
     except RequestError as exc:
         exc.request_id = request_id
         raise
@@ -260,16 +340,21 @@ def _scan_id(head: memoryview | None) -> int:
     return found
 
 
-def _unpack_header(views: list[memoryview], used: set[int], faults: list[RequestError], limits: Limits) -> dict[str, Any]:
+def _unpack_header(reading: _Reading) -> dict[str, Any]:
+    views, limits = reading.views, reading.limits
     nframes = len(views)
+    faults = reading.faults
 
     def ext_hook(code: int, data: bytes) -> Any:
         # Raising here would lose the request id (msgpack has not returned the header yet): the first
-        # bad array is kept and raised by _check_header; the rest are not even parsed.
+        # bad array is kept and raised by _check_header; the rest are not even parsed (but segments
+        # they reference go back to their sender).
         if faults:
+            if code == _EXT_SHM:
+                _give_back(data, reading.shm)
             return None
         try:
-            return _unpack_array(code, data, views, used, nframes)
+            return _unpack_array(code, data, reading)
         except RequestError as exc:
             faults.append(exc)
         except Exception as exc:
@@ -298,18 +383,22 @@ def _unpack_header(views: list[memoryview], used: set[int], faults: list[Request
     return header
 
 
-def _check_header(header: dict[str, Any], request_id: int, nframes: int, used: set[int], faults: list[RequestError]) -> Message:
+def _check_header(header: dict[str, Any], request_id: int, nframes: int, reading: _Reading) -> Message:
+    used, faults = reading.used, reading.faults
     version = header.get("v")
     if version is not None and type(version) is not int:
         raise BadRequestError(f"header field 'v' (the protocol version) must be an int, got {type(version).__name__}")
-    if version != PROTOCOL_VERSION:
+    if version not in ACCEPTED_VERSIONS:
         raise VersionMismatchError(
-            f"protocol version {_brief(version)} is not supported; this side speaks version {PROTOCOL_VERSION}: "
-            "upgrade modelhost so host and client match"
+            f"protocol version {_brief(version)} is not supported; this side speaks versions "
+            f"{', '.join(map(str, sorted(ACCEPTED_VERSIONS)))}: upgrade modelhost so host and client match"
         )
     kind = header.get("k")
     if type(kind) is not str or kind not in BODY_SCHEMA:
         raise UnknownKindError(f"unknown message kind {_brief(kind)}; known kinds: {', '.join(sorted(BODY_SCHEMA))}")
+    if version < 2 and (kind in _V2_KINDS or reading.shared_bytes):
+        raise VersionMismatchError(f"a {kind!r} message{' with shared-memory arrays' if reading.shared_bytes else ''} "
+                                   "needs protocol version 2")
     unknown_keys = set(header) - {"v", "k", "id", "b", "t"}
     if unknown_keys:
         raise BadRequestError(f"unknown header fields: {', '.join(sorted(_brief(k, 40) for k in unknown_keys))}")
@@ -327,7 +416,7 @@ def _check_header(header: dict[str, Any], request_id: int, nframes: int, used: s
         _check_body(kind, body)
     if len(used) != nframes - 1:
         raise BadRequestError(f"message has {nframes - 1} array frames but the body references {len(used)}")
-    return Message(kind=kind, id=request_id, body=body, token=token)
+    return Message(kind=kind, id=request_id, body=body, token=token, version=version)
 
 
 def _check_body(kind: str, body: dict[str, Any]) -> None:
@@ -351,6 +440,10 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
     params = body.get("params")
     if params is not None:
         _check_tree(params, "params", max_depth=MAX_PARAMS_DEPTH)
+    for name in ("release", "forget", "mapped", "detach"):  # a "shm" notification's segment ids
+        ids = body.get(name) if kind == "shm" else None
+        if ids is not None and (len(ids) > _MAX_SEGMENT_REFS or not all(type(i) is int and 0 < i < _MAX_ID for i in ids)):
+            raise BadRequestError(f"field {name!r} of a 'shm' message must be a list of at most {_MAX_SEGMENT_REFS} segment ids")
 
 
 def _check_tree(tree: dict[str, Any], where: str, *, max_depth: int | None) -> None:
@@ -382,7 +475,7 @@ def _check_tree(tree: dict[str, Any], where: str, *, max_depth: int | None) -> N
 
 def _refuse_value(value: Any, where: str) -> None:
     if isinstance(value, msgpack.Timestamp):
-        raise BadRequestError(f"{where} holds a msgpack Timestamp (extension -1); only arrays (extensions 1 and 2) travel as extensions")
+        raise BadRequestError(f"{where} holds a msgpack Timestamp (extension -1); only arrays (extensions 1, 2 and 3) travel as extensions")
     raise BadRequestError(f"{where} holds a value of type {type(value).__name__}, which does not travel")
 
 
@@ -392,18 +485,21 @@ def _brief(value: Any, max_chars: int = 80) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
-def _unpack_array(code: int, data: bytes, views: list[memoryview], used: set[int], nframes: int) -> np.ndarray:
-    if code not in (_EXT_INLINE, _EXT_FRAME):
+def _unpack_array(code: int, data: bytes, reading: _Reading) -> np.ndarray:
+    if code not in (_EXT_INLINE, _EXT_FRAME, _EXT_SHM):
         raise BadRequestError(f"unknown msgpack extension type {code}")
     try:
         spec = msgpack.unpackb(data, raw=False, max_array_len=8, max_map_len=0, max_str_len=16, max_bin_len=len(data))
     except Exception as exc:
         raise BadRequestError(f"array header is not valid msgpack: {exc}") from None
+    if code == _EXT_SHM:
+        return _shared_array(spec, reading)
     if not isinstance(spec, list) or len(spec) != 3:
         raise BadRequestError("an array must be [dtype, shape, data or frame index]")
     dtype_str, shape, where = spec
     dtype = _parse_dtype(dtype_str)
     shape = _parse_shape(shape)
+    nframes = len(reading.views)
     if code == _EXT_INLINE:
         if not isinstance(where, bytes):
             raise BadRequestError("an inline array's data must be bytes")
@@ -411,14 +507,49 @@ def _unpack_array(code: int, data: bytes, views: list[memoryview], used: set[int
     else:
         if not isinstance(where, int) or isinstance(where, bool) or not 1 <= where < nframes:
             raise BadRequestError(f"array frame index {_brief(where)} is out of range (message has {nframes} frames)")
-        if where in used:
+        if where in reading.used:
             raise BadRequestError(f"array frame {where} is referenced twice")
-        used.add(where)
-        buf = views[where]
+        reading.used.add(where)
+        buf = reading.views[where]
     expected = math.prod(shape) * dtype.itemsize
     if len(buf) != expected:
         raise BadRequestError(f"array of dtype {dtype.str} and shape {tuple(shape)} needs {expected} bytes, got {len(buf)}")
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _shared_array(spec: Any, reading: _Reading) -> np.ndarray:
+    if not isinstance(spec, list) or len(spec) != 5 or not all(type(x) is int and x >= 0 for x in spec[2:]):
+        raise BadRequestError("a shared-memory array must be [dtype, shape, segment id, fd, segment size]")
+    dtype_str, shape, seg_id, fd, size = spec
+    if reading.shm is None:
+        raise BadRequestError("a shared-memory array arrived on a connection that did not attach shared memory; "
+                              "send arrays as frames (only clients on the host's machine attach)")
+    try:
+        dtype = _parse_dtype(dtype_str)
+        shape = _parse_shape(shape)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > reading.limits.max_message_bytes:
+            raise TooLargeError(f"a shared-memory array of {nbytes} bytes is over the limit of {reading.limits.max_message_bytes}")
+        arr = reading.shm.array(seg_id, fd, size, dtype, tuple(shape), nbytes)
+    except RequestError:
+        reading.shm.unread(seg_id)
+        raise
+    except Exception as exc:  # client.shm.ShmError, or an OS error mapping it
+        reading.shm.unread(seg_id)
+        raise BadRequestError(f"a shared-memory array could not be mapped: {_brief(exc, 200)}") from None
+    reading.shared_bytes += nbytes
+    return arr
+
+
+def _give_back(data: bytes, shm: ShmReceiver | None) -> None:
+    """A segment referenced by a message already refused goes back to its sender unread."""
+    try:
+        spec = msgpack.unpackb(data, raw=False, max_array_len=8, max_map_len=0, max_str_len=16, max_bin_len=len(data))
+        seg_id = spec[2]
+    except Exception:
+        return
+    if shm is not None and type(seg_id) is int and seg_id > 0:
+        shm.unread(seg_id)
 
 
 def _parse_dtype(value: Any) -> np.dtype:

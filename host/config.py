@@ -15,6 +15,9 @@ with the client through ``client.address``). A catalog file is TOML::
     curve_secret_key = "/etc/modelhost/keys/modelhost.key_secret"   # CURVE for tcp:// (required off loopback)
     curve_clients = "/etc/modelhost/clients"   # optional: only these client public keys (*.key) may connect
     socket_mode = "0600"           # "0660": the socket's group may connect too (a system service)
+    shm = true                     # large arrays to and from clients on this machine through shared memory
+    shm_min_bytes = 262144         # arrays at least this large go through it (smaller ones as frames)
+    shm_pool_bytes = 1073741824    # the most the host's segments hold; past it, arrays go as frames
 
     [budget]                       # per device: bytes, a size, or a fraction of the device's total
     cuda = 0.9                     # defaults: 0.9 of each GPU, 0.75 of RAM for cpu
@@ -43,6 +46,7 @@ from typing import Any
 from modelhost.client import wire
 from modelhost.client.address import Address, default_address, default_token, parse_address
 from modelhost.client.security import HostCurve, KeyFileError, host_curve
+from modelhost.client.shm import DEFAULT_MIN_BYTES as SHM_MIN_BYTES, DEFAULT_POOL_BYTES as SHM_POOL_BYTES
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 WEBUI_ENV = "MODELHOST_WEBUI"
@@ -50,6 +54,7 @@ WEBUI_ENV = "MODELHOST_WEBUI"
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
     "socket_mode", "curve_secret_key", "curve_clients", "metrics", "metrics_public", "stall_after_s",
+    "shm", "shm_min_bytes", "shm_pool_bytes",
 }
 
 
@@ -126,6 +131,9 @@ class HostConfig:
     metrics: tuple[str, int] | None = None  # where /metrics is served (host, port); None: off
     stall_after_s: float = 120.0  # a running job silent this long (at least) is reported stalled by health
     socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
+    shm: bool = True  # large arrays through shared memory with clients on this machine (client.shm)
+    shm_min_bytes: int = SHM_MIN_BYTES
+    shm_pool_bytes: int = SHM_POOL_BYTES
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
 
@@ -211,7 +219,13 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
     if not isinstance(socket_mode, str) or socket_mode not in ("0600", "0660"):
         raise ConfigError(f"{source}: [host] socket_mode must be \"0600\" (your user only) or \"0660\" (also the "
                           f"socket's group, for a system service shared by a group of users), got {socket_mode!r}")
+    use_shm = host.get("shm", True)
+    if not isinstance(use_shm, bool):
+        raise ConfigError(f"{source}: [host] shm must be true or false, got {use_shm!r}")
     return HostConfig(
+        shm=use_shm,
+        shm_min_bytes=_whole(host, "shm_min_bytes", SHM_MIN_BYTES, source),
+        shm_pool_bytes=_whole(host, "shm_pool_bytes", SHM_POOL_BYTES, source),
         socket_mode=int(socket_mode, 8),
         address=addr,
         models=models,

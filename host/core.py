@@ -535,6 +535,7 @@ class Core:
         if job.replied:
             return
         job.replied = True
+        job.body = {}  # its arrays go now, not when its deadline timer (up to timeout_s later) lets go of the job
         if job.state == RUNNING:
             self._sched.finish(job)
         self._job_gone(job)

@@ -12,6 +12,13 @@ stale file left by a killed host is removed, and a live host at the same path is
 TCP: a port in use is refused before anything slow starts; with ``config.curve`` the socket is a
 CURVE server (the context runs the ZAP authenticator, ``client.security.HostContext``); an IPv6
 host sets zmq.IPV6.
+
+Shared memory (``client.shm``, ipc:// hosts only): a client that sends ``attach`` and whose
+process this host may read (same user) gets the host's pid and segment key; from then on its large
+arrays arrive in its own segments (mapped here, released back to it when the job drops them) and,
+once it says it can read the host's (``recv``), results and chunks leave in the host's pool. A
+peer whose process is gone (checked every tick) is detached: what it was lent is free again. The
+host replies to a version-1 peer in version 1 (frames only).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 
 import zmq
 
-from modelhost.client import wire
+from modelhost.client import shm, wire
 from modelhost.client.address import Address, runtime_dir
 from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
 from modelhost.client.security import HostContext
@@ -37,6 +44,7 @@ from modelhost.host.config import HostConfig
 from modelhost.host.core import Core
 
 log = logging.getLogger("modelhost.server")
+_SHM_EXIT_WAIT_S = 3.0
 
 
 class BindError(RuntimeError):
@@ -45,6 +53,15 @@ class BindError(RuntimeError):
 
 class AddressInUseError(BindError):
     """Another live host (or, for TCP, another program) already listens at this address."""
+
+
+class _Attached:
+    """A peer that attached shared memory: its process, its segments as mapped here, whether it reads ours."""
+
+    __slots__ = ("pid", "key", "mappings", "sender")
+
+    def __init__(self, pid: int, key: str, mappings: shm.Mappings, sender: shm.Sender | None) -> None:
+        self.pid, self.key, self.mappings, self.sender = pid, key, mappings, sender
 
 
 class Server:
@@ -64,6 +81,12 @@ class Server:
         self._ctx = HostContext()  # a zmq.Context that also runs (and stops) the CURVE authenticator
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._last_seen: dict[bytes, float] = {}
+        self._v1_peers: set[bytes] = set()  # peers that wrote protocol version 1: answered in version 1
+        self._attached: dict[bytes, _Attached] = {}  # written by the I/O thread, read by any thread in send
+        self._closed_peers: dict[bytes, int] = {}  # closed clients whose live arrays still hold our segments -> pid
+        use_shm = config.shm and config.address.path is not None and shm.available()
+        self.pool = shm.Pool(max_bytes=config.shm_pool_bytes, min_bytes=config.shm_min_bytes,
+                             on_forget=self._forget) if use_shm else None
         self.thread = threading.Thread(target=self._run, name="modelhost-io", daemon=True)
 
     # ---- set-up and shutdown (main thread) ----
@@ -100,7 +123,14 @@ class Server:
         self.thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Send what is queued, close the socket, remove the socket file. Safe to call twice."""
+        """Send what is queued, close the socket, remove the socket file. Safe to call twice.
+
+        Results that left in shared memory are readable only while this process lives: first wait
+        (at most ``_SHM_EXIT_WAIT_S``) until each peer has mapped or released what it was lent."""
+        if self.pool is not None and self.thread.is_alive() and not self._stop.is_set():
+            deadline = time.monotonic() + _SHM_EXIT_WAIT_S
+            while self.pool.unconfirmed() and time.monotonic() < deadline:
+                time.sleep(0.005)
         if not self._stop.is_set():
             self._stop.set()
             self._wake()
@@ -112,19 +142,29 @@ class Server:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        if self.pool is not None and not self.thread.is_alive():
+            self.pool.close()
 
     # ---- replies (any thread) ----
 
     def send(self, peer: bytes, kind: str, request_id: int, body: dict) -> None:
         """Queue one reply. A body that cannot be encoded becomes an error reply, so the client still gets one."""
+        version = 1 if peer in self._v1_peers else wire.PROTOCOL_VERSION
+        attached = self._attached.get(peer)
+        sender = attached.sender if attached is not None else None
         try:
-            frames = wire.encode(kind, request_id, body, limits=self._limits)
+            frames = wire.encode(kind, request_id, body, limits=self._limits, version=version, shm=sender)
         except RequestError as exc:
             if kind not in wire.FINAL_REPLY_KINDS:
                 return
-            frames = wire.encode("error", request_id, {"code": "internal", "message": f"the host could not encode its reply: {exc.message}"})
+            frames = wire.encode("error", request_id, {"code": "internal", "message": f"the host could not encode its reply: {exc.message}"},
+                                 version=version)
         self._outbox.append([peer, *frames])
         self._wake()
+
+    def _forget(self, peer: bytes, seg_ids: list[int]) -> None:
+        """The pool retired segments ``peer`` may have mapped (any thread)."""
+        self.send(peer, "shm", 0, {"forget": seg_ids})
 
     def _wake(self) -> None:
         try:
@@ -178,17 +218,29 @@ class Server:
 
     def _handle(self, peer: bytes, frames: list[Any], received_ns: int) -> None:
         request_id = 0
+        attached = self._attached.get(peer)
         try:
-            msg = wire.decode(frames, limits=self._limits)
+            msg = wire.decode(frames, limits=self._limits, shm=attached.mappings if attached is not None else None)
             request_id = msg.id
+            if msg.version == 1:
+                self._v1_peers.add(peer)
+            elif self._v1_peers:
+                self._v1_peers.discard(peer)
             self._authorize(msg)
             if msg.kind == "ping":
                 self.send(peer, "pong", msg.id, {})
                 return
+            if msg.kind == "shm":
+                self._on_shm(peer, attached, msg.body)
+                return
             if msg.kind not in wire.REQUEST_KINDS:
                 raise BadRequestError(f"a {msg.kind!r} message is a reply, not a request")
-            if msg.kind == "health":
+            if msg.kind == "attach":
+                body = self._attach(peer, msg.body)
+            elif msg.kind == "health":
                 body = self.core.health()
+                if self.pool is not None:
+                    body = {**body, "shm": self._shm_stats()}
             elif msg.kind == "ps":
                 body = {"models": self.core.ps(), "devices": self.core.devices()}
             else:
@@ -204,6 +256,61 @@ class Server:
             if body is not None:
                 self.send(peer, "result", msg.id, body)
 
+    def _attach(self, peer: bytes, body: dict[str, Any]) -> dict[str, Any]:
+        """A client offers shared memory: accept it when this host may map its process's segments."""
+        pid, key = body["pid"], body["key"]
+        if self.pool is None:
+            why = "shared memory is off ([host] shm = false)" if not self.config.shm else "shared memory needs an ipc:// host on Linux"
+            return {"accept": False, "reason": why}
+        if not (0 < pid < 2**31 and len(key) <= 64 and shm.can_read(pid)):
+            return {"accept": False, "reason": f"this host cannot map the memory of process {pid} (another user?)"}
+        for other, state in list(self._attached.items()):  # the same client, reconnected under a new routing id
+            if other != peer and state.pid == pid and state.key == key:
+                self._detach(other)
+        state = self._attached.get(peer)
+        if state is None or state.pid != pid or state.key != key:
+            if state is not None:
+                self._detach(peer)
+            state = _Attached(pid, key, shm.Mappings(pid, key, self._releaser(peer)), None)
+        if body.get("recv"):
+            state.sender = self.pool.sender(peer)
+        self._attached[peer] = state
+        return {"accept": True, "pid": os.getpid(), "key": self.pool.key, "min_bytes": self.pool.min_bytes}
+
+    def _shm_stats(self) -> dict[str, int]:
+        """Shared memory as ``health`` shows it: the host's segments, how many are lent, to how many peers."""
+        pool = self.pool
+        return {"segments": pool.segments(), "bytes": pool.bytes, "lent": pool.lent(), "peers": len(self._attached),
+                "mapped_from_peers": sum(len(state.mappings) for state in self._attached.values())}
+
+    def _releaser(self, peer: bytes):
+        """What a mapped array of ``peer``'s calls when the host drops it (any thread): give the segment back."""
+        def release(seg_id: int) -> None:
+            self.send(peer, "shm", 0, {"release": [seg_id]})
+        return release
+
+    def _on_shm(self, peer: bytes, attached: _Attached | None, body: dict[str, Any]) -> None:
+        """A notification, never answered, except that one from a client that never attached is an error."""
+        if attached is None:
+            raise BadRequestError("a 'shm' notification from a client that has not attached shared memory; send 'attach' first")
+        if self.pool is not None and body.get("release"):
+            self.pool.release(body["release"], peer)
+        if self.pool is not None and body.get("mapped"):
+            self.pool.mapped(body["mapped"], peer)
+        if body.get("forget"):
+            attached.mappings.forget(body["forget"])
+        if "detach" in body:  # the client closed; its process may live on with arrays in these segments
+            self._detach(peer, frozenset(body["detach"]))
+
+    def _detach(self, peer: bytes, still_held: frozenset[int] = frozenset()) -> None:
+        state = self._attached.pop(peer, None)
+        if state is not None:
+            state.mappings.clear()  # arrays still in use keep their mappings until dropped
+            if self.pool is not None:
+                self.pool.peer_gone(peer, still_held)
+            if still_held:  # freed for good when that process exits (checked every tick)
+                self._closed_peers[peer] = state.pid
+
     def _authorize(self, msg: wire.Message) -> None:
         token = self.config.token
         if token is not None and not hmac.compare_digest((msg.token or "").encode(), token.encode()):
@@ -215,6 +322,11 @@ class Server:
         if now < self._next_tick:
             return
         self._next_tick = now + self.config.heartbeat_s / 2
+        for peer in [p for p, state in self._attached.items() if not shm.alive(state.pid)]:
+            self._detach(peer)  # its process is gone (kill -9 included): what it was lent is ours again
+        for peer in [p for p, pid in self._closed_peers.items() if not shm.alive(pid)]:
+            del self._closed_peers[peer]
+            self.pool.peer_gone(peer)
         busy = self.core.busy_peers
         limit = self.config.client_liveness_s
         for peer in busy:
@@ -223,6 +335,7 @@ class Server:
                 self.core.peer_gone(peer)
         if len(self._last_seen) > len(busy) + 1024:  # forget idle clients, keep the table small
             self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
+            self._v1_peers &= self._last_seen.keys()
         self.clients = sum(1 for seen in self._last_seen.values() if now - seen <= limit)  # read by the metrics thread
 
 

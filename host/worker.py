@@ -165,14 +165,14 @@ class Worker:
         try:
             body = self._run_job(job)
         except RequestError as exc:
-            return Report(self.name, command, False, error=exc)
+            return Report(self.name, command, False, error=_bare(exc))
         except Exception as exc:
             if devices.is_out_of_memory(exc):
-                return Report(self.name, command, False, oom=True, error=OutOfMemoryError(
-                    f"model {self.name!r} ran out of device memory: {exc}; try a shorter duration"))
+                return Report(self.name, command, False, oom=True, error=_bare(OutOfMemoryError(
+                    f"model {self.name!r} ran out of device memory: {exc}; try a shorter duration")))
             log.warning("model %s: request %d failed", self.name, job.request_id, exc_info=True)
             return Report(self.name, command, False,
-                          error=BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}"))
+                          error=_bare(BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")))
         # a run may have grown what the model holds (RVC loads FCPE or RMVPE on first use)
         return Report(self.name, command, True, body=body, report=self.backend.memory_report(), details=self._details())
 
@@ -217,3 +217,11 @@ class Worker:
         except Exception:
             log.warning("model %s: %s failed", self.name, getattr(call, "__name__", "call"), exc_info=True)
 
+
+def _bare(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback or context: their frames would keep the request's arrays (a client's
+    shared-memory segments, a GPU tensor) alive for as long as the error is kept."""
+    exc.__traceback__ = None
+    exc.__context__ = None
+    exc.__cause__ = None
+    return exc

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelhost.client import Client
+from modelhost.client import Client, wire
 from modelhost.client import errors as E
 from tests.conftest import ROOT, start_host
 
@@ -89,7 +89,7 @@ def test_metrics_show_requests_timings_memory_devices_and_clients(metrics_host) 
         assert _samples(families[name]), name
     assert _samples(families["modelhost_connected_clients"])[0].value >= 1
     info = _samples(families["modelhost_build_info"])[0]
-    assert info.labels["version"] and info.labels["protocol"] == "1"
+    assert info.labels["version"] and info.labels["protocol"] == str(wire.PROTOCOL_VERSION)
 
 
 def test_health_reports_a_stalled_generation_and_exits_non_zero(metrics_host) -> None:

@@ -294,7 +294,7 @@ def check_reply(frames: list[Any]) -> tuple[str, int, dict[str, Any]]:
     raw = [f.bytes for f in frames]
     header = msgpack.unpackb(raw[0], raw=False, ext_hook=lambda code, data: msgpack.ExtType(code, data))
     assert isinstance(header, dict) and set(header) == {"v", "k", "id", "b"}, header
-    assert header["v"] == wire.PROTOCOL_VERSION and header["k"] in wire.REPLY_KINDS, header
+    assert header["v"] in wire.ACCEPTED_VERSIONS and header["k"] in wire.REPLY_KINDS, header
     assert type(header["id"]) is int and 0 <= header["id"] < 2**63 and isinstance(header["b"], dict), header
     msg = wire.decode(raw)  # the client's own decoder reads it
     if msg.kind == "error":
