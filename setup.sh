@@ -68,14 +68,15 @@ if [ "${1:-}" = "--test" ]; then
   else
     echo "setup.sh: no Python 3.10 found; the client-on-3.10 and light UI tests will be skipped" >&2
   fi
-  # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver.
-  if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+  # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver; ffmpeg
+  # (with ffprobe) for the light UI's streaming player (Gradio re-encodes each streamed chunk with it).
+  if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] || ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
-        echo "setup.sh: apt-get could not install chromium + chromium-driver: the browser test will be skipped" >&2
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver ffmpeg >/dev/null; } ||
+        echo "setup.sh: apt-get could not install chromium + chromium-driver + ffmpeg: the browser and streaming-player tests will be skipped" >&2
     else
-      echo "setup.sh: no /usr/bin/chromium + chromedriver and not root: the browser test will be skipped" \
-           "(install them with: sudo apt-get install chromium chromium-driver)" >&2
+      echo "setup.sh: no /usr/bin/chromium + chromedriver + ffmpeg and not root: the browser and streaming-player tests will be skipped" \
+           "(install them with: sudo apt-get install chromium chromium-driver ffmpeg)" >&2
     fi
   fi
 fi

@@ -16,6 +16,8 @@ voice's rate"), so a WebUI setting never fails only because it went through the 
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -136,6 +138,20 @@ def webui_layout(audio: np.ndarray, dtype: type) -> np.ndarray:
     if audio.ndim == 2:
         audio = audio[0] if audio.shape[0] == 1 else audio.T
     return np.ascontiguousarray(audio, dtype=dtype)
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """WebUI-layout float audio ((T,) or (T, C)) as the bytes of a 16-bit PCM WAV file: clipped to
+    [-1, 1], never rescaled (Gradio scales a float array by its own peak, so chunk by chunk the
+    loudness would jump)."""
+    pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
+        wav.setsampwidth(2)
+        wav.setframerate(int(rate))
+        wav.writeframes(np.ascontiguousarray(pcm).tobytes())
+    return buffer.getvalue()
 
 
 def tokens_tensor(tokens: np.ndarray | None) -> Any:

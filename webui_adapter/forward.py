@@ -1,8 +1,9 @@
 """``Forwarder``: runs a WebUI's MusicGen/AudioGen or RVC call on the host and returns TTS-WebUI's shapes.
 
 Shared by the decorator extension (``main.py``), the old-WebUI patch (``patch.py``) and the light UI
-(``ui.py``). Runs in the WebUI's request thread; one client (one socket, one I/O thread) per process,
-shared by every thread, created on first use and kept across host restarts (ZeroMQ reconnects).
+(``ui.py``, which also plays MusicGen/AudioGen audio as it is made, through ``stream``). Runs in the
+WebUI's request thread; one client (one socket, one I/O thread) per process, shared by every
+thread, created on first use and kept across host restarts (ZeroMQ reconnects).
 
 Nothing needs configuring: the WebUI's model names go to the host as they are (see ``routing``).
 Settings come from the environment, so a WebUI needs no new config file:
@@ -20,11 +21,11 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Generator, Iterator, Mapping
 
 import numpy as np
 
-from modelhost.client import Client, HostUnavailableError, RequestError, UnknownModelError
+from modelhost.client import Client, GenerateResult, HostUnavailableError, RequestError, UnknownModelError
 from modelhost.client.address import default_address
 from webui_adapter import convert, routing
 from webui_adapter.progress import ProgressFn
@@ -143,31 +144,55 @@ class Forwarder:
         models: list[dict[str, Any]] = []
         route = None
         try:
-            # ps per call (a fraction of a millisecond beside a generation) so a catalog change or a
-            # restarted host is seen at once, with no cache to go stale
-            models = self.models()
-            route = routing.resolve(kind, kw.get(convert.MODEL_KEY[kind]), models, self.settings.model_map)
-            call = self._host_call(kind, kw, route)
+            models, route, call = self._route(kind, kw)
             result = self.client.generate(route.name, call.prompt, audio=call.audio, sample_rate=call.sample_rate,
                                           params=call.params, progress=progress)
-        except HostUnavailableError as exc:
-            raise self._host_down(exc) from None
-        except routing.NotServedError as exc:
-            raise NotServedError(f"modelhost: {exc}") from None
-        except UnknownModelError as exc:
+        except _HOST_ERRORS as exc:
+            raise self._translated(exc, kind, route, models) from None
+        return _forwarded(kind, route, call, result)
+
+    def stream(self, kind: str, kw: Mapping[str, Any], progress: ProgressFn | None = None) -> "ForwardStream":
+        """``forward``, with the audio delivered as the host makes it (MusicGen/AudioGen): see ``ForwardStream``."""
+        return ForwardStream(self._streamed(kind, kw, progress))
+
+    def _streamed(self, kind: str, kw: Mapping[str, Any], progress: ProgressFn | None) -> Generator[Any, None, Forwarded]:
+        models: list[dict[str, Any]] = []
+        route = None
+        try:
+            models, route, call = self._route(kind, kw)
+            job = self.client.stream(route.name, call.prompt, audio=call.audio, sample_rate=call.sample_rate,
+                                     params=call.params, progress=progress)
+            try:
+                for chunk in job:
+                    yield int(chunk.sample_rate), convert.webui_layout(chunk.audio, np.float32)
+                result = job.result()
+            finally:
+                job.close()  # nothing once the stream has ended; otherwise (the page went away) the host stops
+        except _HOST_ERRORS as exc:
+            raise self._translated(exc, kind, route, models) from None
+        return _forwarded(kind, route, call, result)
+
+    def _route(self, kind: str, kw: Mapping[str, Any]) -> tuple[list[dict[str, Any]], routing.Route, convert.HostCall]:
+        """The host's models, the one this call goes to, and the request for it."""
+        # ps per call (a fraction of a millisecond beside a generation) so a catalog change or a
+        # restarted host is seen at once, with no cache to go stale
+        models = self.models()
+        route = routing.resolve(kind, kw.get(convert.MODEL_KEY[kind]), models, self.settings.model_map)
+        return models, route, self._host_call(kind, kw, route)
+
+    def _translated(self, exc: Exception, kind: str, route: routing.Route | None, models: list[dict[str, Any]]) -> Exception:
+        """What a call's failure is in the WebUI's terms: HostDownError, NotServedError or ForwardError."""
+        if isinstance(exc, HostUnavailableError):
+            return self._host_down(exc)
+        if isinstance(exc, routing.NotServedError):
+            return NotServedError(f"modelhost: {exc}")
+        if isinstance(exc, UnknownModelError):
             message = routing.not_served_message(kind, route.name if route else "?", exc.message, models)
-            raise NotServedError(f"modelhost: {message}") from None
-        except (convert.InputError, routing.NoChoiceError) as exc:
-            raise ForwardError(f"modelhost: {exc}") from None
-        except RequestError as exc:
-            raise ForwardError(f"modelhost: {exc.message} [{exc.code}]") from None
-        if kind == "rvc":
-            audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.int16))
-        else:
-            audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.float32))
-        tokens = result.info.get("tokens") if kind == "musicgen" else None
-        info = {k: v for k, v in result.info.items() if k != "tokens"}
-        return Forwarded(audio_out, tokens, route.name, call.params, info, result.timings_ns, call.notes)
+            return NotServedError(f"modelhost: {message}")
+        if isinstance(exc, (convert.InputError, routing.NoChoiceError)):
+            return ForwardError(f"modelhost: {exc}")
+        assert isinstance(exc, RequestError)
+        return ForwardError(f"modelhost: {exc.message} [{exc.code}]")
 
     def call_or_fallback(self, kind: str, kw: Mapping[str, Any], local: Callable[[], Any],
                          progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -202,6 +227,38 @@ class Forwarder:
             "MODELHOST_ADDRESS at it; to run the model in this WebUI process instead while the host is down, "
             "set MODELHOST_WEBUI_FALLBACK=local."
         )
+
+
+class ForwardStream:
+    """A call streamed from the host: iterate it for ``(sample_rate, samples)`` in the WebUI's layout
+    (float32 (T,) or (T, C)) as the host makes them, every couple of seconds of audio; afterwards
+    ``result`` is the whole call's ``Forwarded`` (the exact, non-streamed audio). Raises what
+    ``forward`` raises. Leaving the loop early (``close()``, or a closed generator) cancels the
+    generation on the host. Iterated in the caller's thread."""
+
+    def __init__(self, chunks: Generator[Any, None, Forwarded]) -> None:
+        self._chunks = chunks
+        self.result: Forwarded | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        self.result = yield from self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+_HOST_ERRORS = (HostUnavailableError, routing.NotServedError, convert.InputError, routing.NoChoiceError, RequestError)
+
+
+def _forwarded(kind: str, route: routing.Route, call: convert.HostCall, result: GenerateResult) -> Forwarded:
+    """A host result in the WebUI's layout."""
+    if kind == "rvc":
+        audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.int16))
+    else:
+        audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.float32))
+    tokens = result.info.get("tokens") if kind == "musicgen" else None
+    info = {k: v for k, v in result.info.items() if k != "tokens"}
+    return Forwarded(audio_out, tokens, route.name, call.params, info, result.timings_ns, call.notes)
 
 
 def as_ui_error(exc: Exception) -> Exception:

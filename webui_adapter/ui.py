@@ -19,6 +19,12 @@ rsxdalv/TTS-WebUI 8c9046b), with the WebUI's names and shapes:
 * ``/bark_favorite`` (folder_root): React's Favorite button; the result's folder is copied to
   ``favorites/`` (which React's Favorites page lists), as the WebUI's history extension does.
 
+The page's own Generate button plays MusicGen/AudioGen audio as the host makes it: a streaming
+``gr.Audio`` (Gradio plays the chunks through HLS; it re-encodes each one with ffmpeg, so the player
+is there only where ffmpeg and ffprobe are installed) fed chunk by chunk from ``Forwarder.stream``,
+then the whole result, saved exactly as ``/musicgen`` saves it. ``/musicgen`` itself stays whole:
+React and the WebUI's chain cannot stream.
+
 Model and index inputs accept any value (React opens a new Gradio session per call, so a choice
 list could never be current); the host says clearly when it serves no such model. Handlers run in
 Gradio's worker threads.
@@ -27,12 +33,13 @@ Gradio's worker threads.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from webui_adapter import host_tab, outputs, routing, webui_models
+from webui_adapter import convert, host_tab, outputs, routing, webui_models
 from webui_adapter.forward import ForwardError, Forwarder, HostDownError
 
 PITCH_METHODS = ["harvest", "pm", "crepe", "rmvpe", "fcpe"]
@@ -50,11 +57,28 @@ class Backend:
         self.root = Path(root).absolute()
 
     def generate(self, kind: str, kw: dict[str, Any], progress: gr.Progress) -> tuple[Any, dict[str, Any], str]:
-        report = lambda step, total: progress((step, total), desc="generating on the host", unit="steps")  # noqa: E731
         try:
-            done = self.fwd.forward(kind, kw, progress=report)
+            done = self.fwd.forward(kind, kw, progress=_report(progress))
         except (HostDownError, ForwardError) as exc:
             raise gr.Error(str(exc)) from None
+        return self._save(kind, kw, done)
+
+    def generate_live(self, kind: str, kw: dict[str, Any], progress: gr.Progress) -> Iterator[tuple[bytes | None, Any]]:
+        """``generate`` with the audio as the host makes it: ``(wav_bytes, None)`` per chunk, then
+        ``(None, (audio, metadata, folder_root))``, the whole result saved as ``generate`` saves it.
+        Closing the iterator early (the page went away) stops the generation on the host."""
+        stream = self.fwd.stream(kind, kw, progress=_report(progress))
+        try:
+            for rate, samples in stream:
+                yield convert.wav_bytes(samples, rate), None
+        except (HostDownError, ForwardError) as exc:
+            raise gr.Error(str(exc)) from None
+        finally:
+            stream.close()
+        assert stream.result is not None
+        yield None, self._save(kind, kw, stream.result)
+
+    def _save(self, kind: str, kw: dict[str, Any], done: Any) -> tuple[Any, dict[str, Any], str]:
         save = outputs.save_rvc if kind == "rvc" else outputs.save_musicgen
         metadata, folder_root = save(self.root, kw, done)
         return done.audio_out, metadata, folder_root
@@ -102,6 +126,12 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
         values = (text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed, use_multi_band_diffusion)
         return be.generate("musicgen", dict(zip(MUSICGEN_INPUTS, values)), progress)
 
+    def musicgen_live(text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed,
+                      use_multi_band_diffusion, progress=gr.Progress()):
+        values = (text, melody, model_name, duration, topk, topp, temperature, cfg_coef, seed, use_multi_band_diffusion)
+        for chunk, saved in be.generate_live("musicgen", dict(zip(MUSICGEN_INPUTS, values)), progress):
+            yield (chunk, gr.skip(), gr.skip(), gr.skip()) if saved is None else (None, *saved)
+
     def rvc(pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
             filter_radius, resample_sr, rms_mix_rate, protect, progress=gr.Progress()):
         values = (pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path, index_rate,
@@ -126,9 +156,11 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
                 gr.Dropdown(choices=webui_models.rvc_voices(be.root, models)),
                 gr.Dropdown(choices=[("(none)", ""), *webui_models.rvc_indexes(be.root, models)]))
 
+    live = live_playback()
     with gr.Blocks(title="modelhost") as app:
         gr.Markdown(f"## modelhost\nGeneration runs on the host at `{fwd.settings.address}`; models stay resident "
-                    f"there. Results are saved under `{be.root / outputs.OUTPUTS}`.")
+                    f"there. Results are saved under `{be.root / outputs.OUTPUTS}`."
+                    + ("" if live else "\n\nInstall ffmpeg to hear MusicGen/AudioGen audio as it is generated."))
         with gr.Accordion("Models on the host", open=False):
             table = gr.Markdown()
         with gr.Tab("MusicGen + AudioGen"):
@@ -147,7 +179,10 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
                     m_gen = _generation_controls()
                     m_mbd = gr.Checkbox(label="Use Multi-Band Diffusion", value=False)
                     m_unload = gr.Button("Unload Model", variant="stop", size="sm")
+            m_live = gr.Audio(label="Playing as it is generated", streaming=True, autoplay=True, interactive=False,
+                              elem_id="musicgen-live", visible=live)
             m_out = _outputs("musicgen")
+            m_api = gr.Button(visible=False)  # /musicgen, the whole result: what React and the WebUI's chain call
         with gr.Tab("RVC"):
             with gr.Row(equal_height=False):
                 with gr.Column():
@@ -184,7 +219,12 @@ def build(fwd: Forwarder, root: Path) -> gr.Blocks:
 
         answer = gr.Textbox(visible=False)  # what the folder and unload endpoints answer
 
-        m_go.click(musicgen, [m_text, m_melody, m_model, *m_gen, m_mbd], m_out, api_name="musicgen")
+        m_inputs = [m_text, m_melody, m_model, *m_gen, m_mbd]
+        m_api.click(musicgen, m_inputs, m_out, api_name="musicgen")
+        if live:
+            m_go.click(musicgen_live, m_inputs, [m_live, *m_out], api_name="musicgen_live")
+        else:
+            m_go.click(musicgen, m_inputs, m_out, api_name=False)
         r_go.click(rvc, [r_key, r_input, r_index, r_method, r_model, r_index_rate, r_filter, r_resample, r_rms,
                          r_protect], r_out, api_name="rvc")
         m_refresh.click(musicgen_models, None, m_model, api_name="musicgen_audiogen_get_models")
@@ -231,6 +271,16 @@ def launch(fwd: Forwarder, root: Path, port: int, listen: str = "127.0.0.1") -> 
     app.launch(server_name=listen, server_port=port, show_error=True, inbrowser=False)
 
 
+def live_playback() -> bool:
+    """Whether the page can play audio as it is made: Gradio turns each streamed chunk into AAC
+    through pydub, which runs ffprobe and ffmpeg."""
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def _report(progress: gr.Progress) -> Callable[[int, int], None]:
+    return lambda step, total: progress((step, total), desc="generating on the host", unit="steps")
+
+
 def _answer(button: gr.Button, fn: Callable[[], str], out: gr.Textbox, api_name: str) -> None:
     button.click(fn, None, out, api_name=api_name)
 
@@ -239,7 +289,7 @@ def _generation_controls() -> list[gr.components.Component]:
     """duration, topk, topp, temperature, cfg_coef, seed: TTS-WebUI's controls and defaults (duration
     from React's 0.5 s; seed a Textbox, as in the WebUI)."""
     return [
-        gr.Slider(0.5, 360, value=10, step=0.5, label="Duration (s)"),
+        gr.Slider(0.5, 360, value=10, step=0.5, label="Duration (s)", elem_id="musicgen-duration"),
         gr.Number(label="Top-k", value=250, precision=0),
         gr.Slider(0.0, 1.5, value=0.0, step=0.01, label="Top-p"),
         gr.Slider(0.0, 1.5, value=1.0, step=0.01, label="Temperature"),

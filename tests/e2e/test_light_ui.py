@@ -2,7 +2,8 @@
 
 Two instances on two ports share one host (the host loads each model once), and headless Chromium
 (Debian's, driven by Selenium) opens one, sees the WebUI's model picker, clicks Generate and gets
-the audio and the folder it was saved in. The host serves the WebUI-shaped tree of
+the audio and the folder it was saved in; its streaming player is heard while the host still generates,
+and leaving the page stops the generation. The host serves the WebUI-shaped tree of
 ``tests/support/webui_tree.py`` under the WebUI's own names; React's calls are in
 ``tests/integration/test_light_ui_api.py``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +96,89 @@ def test_generate_in_headless_chromium(uis, webui_tree, tmp_path) -> None:
     assert duration == "0:10"
     name = Path(folder_root).name  # "Saved in": the folder React's History and the WebUI's History tab read
     assert folder_root.startswith("outputs/") and (webui_tree.root / folder_root / f"{name}.ogg").is_file()
+
+
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="no Debian chromium + chromium-driver: setup.sh --test installs them with apt-get (as root)")
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                    reason="no ffmpeg: Gradio re-encodes streamed audio with it (setup.sh --test installs it)")
+def test_the_page_plays_the_audio_while_the_host_still_generates(uis, tree_host, webui_tree, tmp_path) -> None:
+    """Generate on the page: its streaming player is playing (its clock has moved) while the host's one job still
+    runs, and the whole result and its saved folder arrive after."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    player = "document.querySelector('#musicgen-live audio')"
+    driver, profile = _chromium()
+    try:
+        with Client(tree_host.address) as c:
+            driver.get(uis[0].url)
+            wait = WebDriverWait(driver, 90)
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-model input").get_attribute("value") == "Small")
+            seconds = driver.find_element(By.CSS_SELECTOR, "#musicgen-duration input[type=number]")
+            seconds.send_keys(Keys.CONTROL, "a")
+            seconds.send_keys("20", Keys.TAB)  # long enough on the tiny model to be heard well before its end
+            driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
+            wait.until(lambda d: c.health()["jobs"]["running"] == 1)  # the host has started generating
+            wait.until(lambda d: d.execute_script(f"return ({player}?.currentTime || 0) > 0"))
+            jobs_while_playing = c.health()["jobs"]
+            played = driver.execute_script(f"const a = {player}; return [a.currentTime, a.paused]")
+            wait = WebDriverWait(driver, 180)
+            folder_root = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-folder textarea").get_attribute("value"))
+            duration = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-result #duration").text.strip()
+                                  not in ("", "0:00") and d.find_element(By.CSS_SELECTOR, "#musicgen-result #duration").text)
+            played_at_end = driver.execute_script(f"return {player}.currentTime")
+            driver.save_screenshot(str(tmp_path / "streaming.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert jobs_while_playing["running"] == 1, jobs_while_playing  # playing before the generation ended
+    assert played[0] > 0 and played[1] is False
+    assert played_at_end >= played[0]
+    assert duration == "0:20"  # the whole result, once it is made
+    name = Path(folder_root).name
+    assert folder_root.startswith("outputs/") and (webui_tree.root / folder_root / f"{name}.wav").is_file()
+
+
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="no Debian chromium + chromium-driver: setup.sh --test installs them with apt-get (as root)")
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                    reason="no ffmpeg: Gradio re-encodes streamed audio with it (setup.sh --test installs it)")
+def test_leaving_the_page_mid_stream_stops_the_generation_on_the_host(uis, tree_host, webui_tree) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    outputs = webui_tree.root / "outputs"
+    saved = lambda: set(outputs.iterdir()) if outputs.is_dir() else set()  # noqa: E731
+    saved_before = saved()
+    driver, profile = _chromium()
+    try:
+        with Client(tree_host.address) as c:
+            driver.get(uis[1].url)
+            wait = WebDriverWait(driver, 90)
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-model input").get_attribute("value") == "Small")
+            seconds = driver.find_element(By.CSS_SELECTOR, "#musicgen-duration input[type=number]")
+            seconds.send_keys(Keys.CONTROL, "a")
+            seconds.send_keys("30", Keys.TAB)
+            driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
+            wait.until(lambda d: d.execute_script("return (document.querySelector('#musicgen-live audio')?.currentTime || 0) > 0"))
+            assert c.health()["jobs"]["running"] == 1
+            driver.quit()  # the page goes away mid-generation
+            left = time.monotonic()
+            while c.health()["jobs"] != {"queued": 0, "running": 0} and time.monotonic() - left < 60:
+                time.sleep(0.1)
+            stopped_after_s = time.monotonic() - left
+            jobs = c.health()["jobs"]
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert jobs == {"queued": 0, "running": 0}
+    # Gradio notices the page is gone and closes the handler after its next chunk (every 2 s of audio), which
+    # cancels the request (~6 s here); the whole 30 s piece takes over 30 s on this tiny model on a 2-core CPU
+    assert stopped_after_s < 15, stopped_after_s
+    assert saved() == saved_before  # nothing half-made was saved
 
 
 def _chromium():

@@ -15,6 +15,10 @@ The host serves the WebUI-shaped tree of ``tests/support/webui_tree.py`` under t
 from __future__ import annotations
 
 import json
+import shutil
+import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
@@ -140,6 +144,44 @@ def test_musicgen_from_react_is_saved_where_history_finds_it(ui, tree_host, webu
     assert sorted(p.name for p in favorite.iterdir()) == sorted(p.name for p in folder.iterdir())
     with pytest.raises(Exception, match="not a saved result"):
         ui.client().predict("data/models", api_name="/bark_favorite")
+
+
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                    reason="no ffmpeg: Gradio re-encodes streamed audio with it (setup.sh --test installs it)")
+def test_the_pages_generate_streams_audio_while_the_host_generates(ui, tree_host, webui_tree) -> None:
+    """The page's own Generate (``/musicgen_live``): its player's HLS playlist holds AAC audio while the host's job
+    still runs, and the call ends with the whole result saved as ``/musicgen`` saves it (the host's exact audio)."""
+    from gradio_client import Client as GradioClient
+
+    gradio = GradioClient(ui.url, verbose=False, download_files=False)
+    assert [p["parameter_name"] for p in gradio.view_api(print_info=False, return_format="dict")["named_endpoints"]
+            ["/musicgen_live"]["parameters"]] == ["text", "melody", "model_name", "duration", "topk", "topp",
+                                                  "temperature", "cfg_coef", "seed", "use_multi_band_diffusion"]
+    job = gradio.submit(text="live", melody=None, model_name="facebook/musicgen-small", duration=8, topk=250, topp=0,
+                        temperature=1, cfg_coef=3, seed="5", use_multi_band_diffusion=False, api_name="/musicgen_live")
+    with Client(tree_host.address) as c:
+        deadline = time.monotonic() + 120
+        playlist, jobs = "", {}
+        while "#EXTINF" not in playlist and not job.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            if job.outputs():
+                with urllib.request.urlopen(job.outputs()[0][0]["url"], timeout=10) as r:
+                    playlist = r.read().decode()
+                jobs = c.health()["jobs"]  # read after the playlist: was the host still generating then?
+        assert "#EXTINF" in playlist, playlist
+        assert jobs["running"] == 1 and "#EXT-X-ENDLIST" not in playlist  # audio to play before the end
+        segment = next(line for line in playlist.splitlines() if line and not line.startswith("#"))
+        with urllib.request.urlopen(urllib.parse.urljoin(job.outputs()[0][0]["url"], segment), timeout=10) as r:
+            aac = r.read()
+        assert aac[0] == 0xFF and aac[1] & 0xF0 == 0xF0  # an ADTS (AAC) frame
+        _, _, metadata, folder_root = job.result(timeout=180)
+        direct = c.generate("facebook/musicgen-small", "live", params={"duration": 8, "seed": 5})
+    folder = webui_tree.root / folder_root
+    assert folder_root.startswith("outputs/") and list(metadata) == MUSICGEN_KEYS and metadata["seed"] == "5"
+    assert _history_entry(webui_tree.root, folder_root)[0] == metadata
+    wav, rate = soundfile.read(folder / f"{folder.name}.wav", dtype="float32")
+    assert rate == 32000
+    np.testing.assert_array_equal(wav, direct.audio[0])
 
 
 def test_a_model_folder_and_audiogen_from_react(ui, webui_tree) -> None:

@@ -1,19 +1,23 @@
 """Streaming generation through a real host and the CLI: chunks arrive before the end and join into the exact
-result; leaving early, a deadline or a bad interval stop it cleanly."""
+result, which is audiocraft's own in-process audio for the seed; leaving early, a deadline, a killed client or a
+bad interval stop it cleanly."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
 
 from modelhost.client import CancelledError, Client, DeadlineExceededError
 from modelhost.client.wavfile import read_wav
-from modelhost.host.launch import ROOT
+from modelhost.host.launch import ROOT, start_host
 
 
 def test_seeded_stream_joins_into_the_non_streamed_result(model_host):
@@ -32,6 +36,32 @@ def test_seeded_stream_joins_into_the_non_streamed_result(model_host):
     joined = np.concatenate([ch.audio for ch in chunks], axis=-1)
     assert joined.shape == plain.audio.shape
     assert np.abs(joined - plain.audio).max() < 1e-5
+
+
+@pytest.mark.parametrize("family, cls_name", [("musicgen", "MusicGen"), ("audiogen", "AudioGen")])
+def test_a_seeded_streams_result_is_audiocrafts_in_process_audio(model_host, model_files, family, cls_name):
+    import audiocraft.models
+    import torch
+
+    params = {"duration": 3.0, "top_k": 50, "top_p": 0.0, "temperature": 1.0, "cfg_coef": 3.0}
+    with Client(model_host.address) as c:
+        job = c.stream(family, "rain on a tin roof", params={**params, "seed": 1234}, interval_s=0.5)
+        chunks = list(job)
+        streamed = job.result()
+    # the same checkpoint through audiocraft's own loader, generated the way the host's backend calls it
+    # (host/backends/musicgen.py) after seeding the way the host seeds (host/backends/rng.py: torch, numpy, random)
+    model = getattr(audiocraft.models, cls_name).get_pretrained(str(model_files[family]), device="cpu")
+    model.set_generation_params(**params)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)
+        np.random.seed(1234)
+        random.seed(1234)
+        wav, _ = model.generate(["rain on a tin roof"], progress=True, return_tokens=True)
+    local = wav[0].float().numpy()
+    assert len(chunks) >= 3  # streamed, not one chunk at the end
+    assert streamed.audio.dtype == np.float32 and streamed.audio.shape == local.shape
+    np.testing.assert_array_equal(streamed.audio, local)
+    assert np.abs(np.concatenate([ch.audio for ch in chunks], axis=-1) - local).max() < 1e-5
 
 
 def _idle(c: Client, timeout_s: float = 20.0) -> dict:
@@ -105,3 +135,68 @@ def test_async_stream_gives_the_same_chunks_and_result(model_host):
     assert len(chunks) >= 2 and [ch.seq for ch in chunks] == list(range(len(chunks)))
     assert result is not None and np.array_equal(result.audio, plain.audio)
     assert np.abs(np.concatenate([ch.audio for ch in chunks], axis=-1) - plain.audio).max() < 1e-5
+
+
+# A client process that streams until it is killed: it says when the first chunk is in.
+_STREAMING_CLIENT = """
+import sys
+from modelhost.client import Client
+c = Client(sys.argv[1], heartbeat_s=0.25)
+for chunk in c.stream("musicgen", "a long piece", params={"duration": 18, "seed": 3}, interval_s=0.5):
+    print("chunk", chunk.seq, flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _generate_outcomes(port: int) -> dict[str, float]:
+    """modelhost_requests_total for musicgen's generate requests, by outcome (the host's /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "modelhost_requests")
+    return {s.labels["outcome"]: s.value for s in family.samples if s.name == "modelhost_requests_total"
+            and s.labels.get("model") == "musicgen" and s.labels.get("kind") == "generate"}
+
+
+def test_a_client_killed_mid_stream_stops_the_generation_and_the_model_keeps_serving(model_files):
+    liveness_s = 2.0
+    port = _free_port()
+    h = start_host(f"""
+        preload = ["musicgen"]
+        [host]
+        heartbeat_s = 0.25
+        client_liveness_s = {liveness_s}
+        metrics = "127.0.0.1:{port}"
+        [models.musicgen]
+        backend = "musicgen"
+        checkpoint = "{model_files['musicgen']}"
+    """, timeout_s=300)
+    try:
+        client = subprocess.Popen([sys.executable, "-c", _STREAMING_CLIENT, h.address], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert client.stdout is not None and client.stdout.readline().startswith("chunk 0")
+        finally:
+            client.kill()  # SIGKILL: no cancel, no goodbye; only its heartbeats stop
+            client.wait()
+        killed = time.monotonic()
+        with Client(h.address) as c:
+            assert c.health()["jobs"]["running"] == 1  # still generating: 18 s of audio takes far longer here
+            jobs = _idle(c, timeout_s=30)
+            stopped_after_s = time.monotonic() - killed
+            assert jobs == {"queued": 0, "running": 0}
+            assert stopped_after_s < liveness_s + 3.0  # the liveness window, plus slack for a loaded 2-core machine
+            deadline = time.monotonic() + 10
+            while _generate_outcomes(port).get("cancelled") != 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _generate_outcomes(port) == {"cancelled": 1}  # it ended as cancelled, never as a result
+            again = c.generate("musicgen", "after", params={"duration": 0.5, "seed": 4})  # the model still serves
+        assert again.audio.shape[-1] > 0
+        assert _generate_outcomes(port) == {"cancelled": 1, "result": 1}
+    finally:
+        h.stop()
