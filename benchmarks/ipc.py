@@ -1,11 +1,15 @@
-"""The cost of the IPC path by payload size: through the host vs a direct in-process call to the same
-backend, next to two references measured in the same run: the raw pyzmq floor (the same bytes
-echoed over the same transport, no serialization) and a Gradio HTTP API call through gradio_client
-carrying the same audio as a 16-bit WAV file (what a WebUI process would otherwise use to reach
-another; benchmarks/gradio_echo.py, run in .venv-py310 where Gradio is installed).
+"""The cost of the IPC path by payload size: through the host with shared memory (the default on
+ipc://) and with ZeroMQ frames (``shm=False``, what TCP and old clients use) vs a direct in-process
+call to the same backend, next to references measured in the same run: the raw pyzmq floor (the
+same bytes echoed over the same transport, no serialization; and one way), a memcpy of the same
+bytes each way into warm memory, and a Gradio HTTP API call through gradio_client carrying the same
+audio as a 16-bit WAV file (what a WebUI process would otherwise use to reach another;
+benchmarks/gradio_echo.py, run in .venv-py310 where Gradio is installed). Page faults per call
+(minor faults, client and host process) show where fresh pages are touched.
 
 Payloads are float32 audio sent as input and returned as output (an audio-to-audio call, like an
-RVC conversion): empty (a call with no audio), 1 s of 16 kHz mono, 30 s and 5 min of 44.1 kHz stereo.
+RVC conversion): empty (a call with no audio), 1 s of 16 kHz mono, 30 s and 5 min of 44.1 kHz
+stereo; and ``10s_result``: no input, 10 s of 32 kHz stereo back (2.56 MB, a MusicGen result).
 The model is a minimal synth (width 8), so the figures are dominated by moving the audio.
 Usage: python -m benchmarks.ipc [--reps N] [--json OUT]
 """
@@ -13,6 +17,7 @@ Usage: python -m benchmarks.ipc [--reps N] [--json OUT]
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import subprocess
 import tempfile
@@ -26,11 +31,60 @@ from benchmarks import machine
 from benchmarks.timing import pct_ms, time_calls
 
 MODEL = {"backend": "synth", "width": 8, "depth": 1, "hop": 4096, "channels": 2}
-PAYLOADS = {"empty": None, "1s_16k_mono": (1, 16000), "30s_44k_stereo": (2, 30 * 44100), "5min_44k_stereo": (2, 300 * 44100)}
+PAYLOADS = {"empty": None, "1s_16k_mono": (1, 16000), "10s_result": "result", "30s_44k_stereo": (2, 30 * 44100),
+            "5min_44k_stereo": (2, 300 * 44100)}
+RESULT_SECONDS = 10.0  # 10s_result: this much 32 kHz stereo comes back, nothing goes in
 
 
 def _audio(shape: tuple[int, int] | None) -> np.ndarray | None:
     return None if shape is None else np.random.default_rng(0).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+def _one_way(nbytes: int, reps: int) -> list[int]:
+    """DEALER -> ROUTER over ipc://, ``nbytes`` as one frame, timed from send to the receiver holding it."""
+    payload = np.ones(nbytes, np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = zmq.Context()
+        router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+        router.bind(f"ipc://{tmp}/s")
+        dealer.connect(f"ipc://{tmp}/s")
+
+        def once() -> None:
+            dealer.send_multipart([b"h", memoryview(payload)], copy=False)
+            router.recv_multipart(copy=False)
+
+        try:
+            return time_calls(once, reps)
+        finally:
+            router.close(0)
+            dealer.close(0)
+            ctx.term()
+
+
+def _memcpy(nbytes: int, reps: int) -> list[int]:
+    """The same bytes copied each way into warm (already touched) memory: what shared memory cannot go below."""
+    src, dst = np.ones(nbytes, np.uint8), np.zeros(nbytes, np.uint8)
+
+    def both_ways() -> None:
+        np.copyto(dst, src)
+        np.copyto(src, dst)
+
+    return time_calls(both_ways, reps)
+
+
+def _minflt(pid: int | None = None) -> int:
+    """Minor page faults so far: this process (getrusage) or ``pid`` (/proc/PID/stat field 10)."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])
+
+
+def _faults_per_call(call, n: int, host_pid: int) -> tuple[float, float]:
+    client0, host0 = _minflt(), _minflt(host_pid)
+    for _ in range(n):
+        call()
+    return (_minflt() - client0) / n, (_minflt(host_pid) - host0) / n
 
 
 def _raw_floor(audio: np.ndarray | None, reps: int) -> list[int]:
@@ -113,30 +167,48 @@ def run(reps: int) -> dict:
     gradio = GradioEcho.start()
     rows = {}
     try:
-        with Client(host.address) as c:
-            c.load("bench")
+        with Client(host.address) as shm_client, Client(host.address, shm=False) as frames_client:
+            shm_client.load("bench")
+            shm_client.health()
             for name, shape in PAYLOADS.items():
-                audio = _audio(shape)
-                n = reps if shape is None or shape[1] < 10**6 else max(3, reps // 10)
-                if audio is None:
-                    params = {"duration_s": 0.001, "seed": 1}
-                    local = time_calls(lambda: backend.generate(GenerateRequest("x", params), ctx), n)
-                    remote = time_calls(lambda: c.generate("bench", "x", params=params), n)
+                audio = _audio(shape) if shape != "result" else None
+                big = audio is not None and audio.shape[1] >= 10**6
+                n = max(3, reps // 10) if big else reps
+                if shape is None or shape == "result":
+                    params = {"duration_s": 0.001 if shape is None else RESULT_SECONDS, "seed": 1}
+                    req = GenerateRequest("x", params)
+                    calls = {way: (lambda c=c: c.generate("bench", "x", params=params))
+                             for way, c in (("shm", shm_client), ("frames", frames_client))}
                 else:
                     req = GenerateRequest(None, {"seed": 1}, audio, 44100)
-                    local = time_calls(lambda: backend.generate(req, ctx), n)
-                    remote = time_calls(lambda: c.generate("bench", audio=audio, sample_rate=44100, params={"seed": 1}), n)
-                floor = _raw_floor(audio, n)
-                via_gradio = gradio.call(audio, n) if gradio else None
+                    calls = {way: (lambda c=c: c.generate("bench", audio=audio, sample_rate=44100, params={"seed": 1}))
+                             for way, c in (("shm", shm_client), ("frames", frames_client))}
+                local = time_calls(lambda: backend.generate(req, ctx), n)
+                out = np.ascontiguousarray(backend.generate(req, ctx).audio)
+                times = {way: time_calls(call, n) for way, call in calls.items()}
+                faults = {way: _faults_per_call(call, max(3, n // 2), host.proc.pid) for way, call in calls.items()}
+                sent = 0 if audio is None else audio.nbytes
+                floor = _raw_floor(audio if audio is not None else (out if shape == "result" else None), n)
+                one_way = _one_way(out.nbytes, n) if shape == "result" else None
+                copy = _memcpy(max(sent, out.nbytes), n) if max(sent, out.nbytes) else None
+                via_gradio = gradio.call(audio, n) if gradio and shape != "result" else None
+                in_p50 = pct_ms(local, 0.5)
                 rows[name] = {
+                    "bytes_in": sent, "bytes_out": int(out.nbytes), "reps": n,
+                    "in_process_p50_ms": in_p50, "in_process_p99_ms": pct_ms(local, 0.99),
+                    "shm_p50_ms": pct_ms(times["shm"], 0.5), "shm_p99_ms": pct_ms(times["shm"], 0.99),
+                    "frames_p50_ms": pct_ms(times["frames"], 0.5), "frames_p99_ms": pct_ms(times["frames"], 0.99),
+                    "shm_overhead_p50_ms": pct_ms(times["shm"], 0.5) - in_p50,
+                    "frames_overhead_p50_ms": pct_ms(times["frames"], 0.5) - in_p50,
+                    "raw_zmq_p50_ms": pct_ms(floor, 0.5), "raw_zmq_p99_ms": pct_ms(floor, 0.99),
+                    "raw_zmq_one_way_p50_ms": pct_ms(one_way, 0.5) if one_way else None,
+                    "memcpy_p50_ms": pct_ms(copy, 0.5) if copy else None,
                     "gradio_p50_ms": pct_ms(via_gradio, 0.5) if via_gradio else None,
                     "gradio_p99_ms": pct_ms(via_gradio, 0.99) if via_gradio else None,
-                    "bytes_each_way": 0 if audio is None else audio.nbytes, "reps": n,
-                    "in_process_p50_ms": pct_ms(local, 0.5), "in_process_p99_ms": pct_ms(local, 0.99),
-                    "host_p50_ms": pct_ms(remote, 0.5), "host_p99_ms": pct_ms(remote, 0.99),
-                    "raw_zmq_p50_ms": pct_ms(floor, 0.5), "raw_zmq_p99_ms": pct_ms(floor, 0.99),
-                    "host_overhead_p50_ms": pct_ms(remote, 0.5) - pct_ms(local, 0.5),
+                    "shm_faults_client": faults["shm"][0], "shm_faults_host": faults["shm"][1],
+                    "frames_faults_client": faults["frames"][0], "frames_faults_host": faults["frames"][1],
                 }
+                del out
     finally:
         host.stop()
         if gradio:
@@ -149,12 +221,21 @@ def main(argv: list[str] | None = None) -> dict:
     args = machine.parse_args(__doc__, argv, default_reps=50)
     report = run(args.reps)
     print(machine.line())
-    print(f"{'payload':<16} {'MB each way':>11} {'in-proc p50':>11} {'host p50':>9} {'p99':>8} {'overhead':>9} "
-          f"{'raw zmq p50':>11} {'gradio p50':>10} {'p99':>8}  (ms)")
+    print(f"{'payload':<16} {'MB in/out':>10} {'in-proc':>8} {'shm p50':>8} {'frames':>8} {'raw zmq':>8} {'memcpy':>7} "
+          f"{'gradio':>8} {'ovh shm':>8} {'ovh frm':>8} {'frm/shm':>7} {'grd/shm':>7} {'faults shm c/h':>15} {'frames c/h':>12}  (ms)")
     for name, r in report["payloads"].items():
-        g50 = f"{r['gradio_p50_ms']:>10.2f} {r['gradio_p99_ms']:>8.2f}" if r["gradio_p50_ms"] is not None else f"{'-':>10} {'-':>8}"
-        print(f"{name:<16} {r['bytes_each_way'] / 1e6:>11.2f} {r['in_process_p50_ms']:>11.2f} {r['host_p50_ms']:>9.2f} "
-              f"{r['host_p99_ms']:>8.2f} {r['host_overhead_p50_ms']:>9.2f} {r['raw_zmq_p50_ms']:>11.2f} {g50}")
+        def f(v: float | None, w: int) -> str:
+            return f"{v:>{w}.2f}" if v is not None else f"{'-':>{w}}"
+        ratio = r["frames_overhead_p50_ms"] / r["shm_overhead_p50_ms"] if r["shm_overhead_p50_ms"] > 0 else None
+        vs_gradio = r["gradio_p50_ms"] / r["shm_p50_ms"] if r["gradio_p50_ms"] else None
+        mb = f"{r['bytes_in'] / 1e6:.2f}/{r['bytes_out'] / 1e6:.2f}"
+        print(f"{name:<16} {mb:>10} {r['in_process_p50_ms']:>8.2f} {r['shm_p50_ms']:>8.2f} {r['frames_p50_ms']:>8.2f} "
+              f"{r['raw_zmq_p50_ms']:>8.2f} {f(r['memcpy_p50_ms'], 7)} {f(r['gradio_p50_ms'], 8)} "
+              f"{r['shm_overhead_p50_ms']:>8.2f} {r['frames_overhead_p50_ms']:>8.2f} {f(ratio, 7)} {f(vs_gradio, 7)} "
+              f"{r['shm_faults_client']:>7.0f}/{r['shm_faults_host']:<7.0f} {r['frames_faults_client']:>5.0f}/{r['frames_faults_host']:<6.0f}")
+        if r["raw_zmq_one_way_p50_ms"] is not None:
+            print(f"{'':<16} raw pyzmq one way of the result's bytes: {r['raw_zmq_one_way_p50_ms']:.2f} ms; "
+                  f"shm overhead / one way = {r['shm_overhead_p50_ms'] / r['raw_zmq_one_way_p50_ms']:.2f}")
     if report["gradio_skipped"]:
         print(report["gradio_skipped"])
     return machine.finish(report, args.json)

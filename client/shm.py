@@ -120,7 +120,7 @@ class Pool:
             return sum(1 for s in self._segments.values() if s.lent_to is not None)
 
     def place(self, arr: np.ndarray, peer: Hashable) -> tuple[int, int, int] | None:
-        """Copy ``arr`` (C-contiguous) into a free segment lent to ``peer``: (segment id, fd, size); None if it cannot."""
+        """Copy ``arr`` (in C order) into a free segment lent to ``peer``: (segment id, fd, size); None if it cannot."""
         nbytes = arr.nbytes
         if nbytes < self.min_bytes or nbytes == 0:
             return None
@@ -140,7 +140,8 @@ class Pool:
             self.placed += 1
         for who, ids in forget:
             self._tell_forget(who, ids)
-        np.copyto(seg.view[:nbytes], np.frombuffer(memoryview(arr).cast("B"), dtype=np.uint8))
+        # one copy in C order, whatever the array's strides (a strided array is not copied twice)
+        np.copyto(seg.view[:nbytes].view(arr.dtype).reshape(arr.shape), arr, casting="no")
         return seg.seg_id, seg.fd, seg.size
 
     def sender(self, peer: Hashable) -> "Sender":

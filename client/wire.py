@@ -176,7 +176,8 @@ class ShmSender(Protocol):
     min_bytes: int
 
     def place(self, arr: np.ndarray) -> tuple[int, int, int] | None:
-        """Copy a C-contiguous array into a segment lent to the peer: (segment id, fd, size), or None (send a frame)."""
+        """Copy an array (any strides) in C order into a segment lent to the peer: (segment id, fd, size), or None
+        (send a frame)."""
 
     def unplace(self, seg_ids: list[int]) -> None:
         """The message holding these segments was never sent: they are free again."""
@@ -244,15 +245,15 @@ def _pack_array(arr: np.ndarray, buffers: list[Any], inline_max_bytes: int, shm:
     dtype = arr.dtype
     if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise BadRequestError(f"cannot send an array of dtype {dtype}: only bool, integer, float and complex arrays travel")
-    if not arr.flags.c_contiguous:
-        arr = arr.copy(order="C")
     shape = list(arr.shape)
     if shm is not None and arr.nbytes >= shm.min_bytes and arr.nbytes > 0:
-        ref = shm.place(arr)
+        ref = shm.place(arr)  # copies straight into the segment, in C order: no intermediate copy of a strided array
         if ref is not None:
             placed.append(ref[0])
             shared[0] += arr.nbytes
             return msgpack.ExtType(_EXT_SHM, msgpack.packb([dtype.str, shape, *ref]))
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
     if arr.nbytes >= inline_max_bytes and arr.nbytes > 0:
         buffers.append(memoryview(arr).cast("B"))
         payload = [dtype.str, shape, len(buffers)]

@@ -79,7 +79,8 @@ class RunContext:
         self._emit = emit
         self._is_cancelled = is_cancelled
         self._min_interval_s = min_interval_s
-        self._last_emit_s = 0.0
+        self._last_emit_s = time.monotonic()  # a job shorter than min_interval_s sends no progress at all
+        self._emitted = False
         self._chunk = chunk
         self.stream_interval_s = stream_interval_s  # the client's wish (s of audio between chunks); None: the backend's default
 
@@ -108,10 +109,13 @@ class RunContext:
             raise stop_error(reason)
 
     def progress(self, step: int, total: int) -> None:
+        """Report ``step`` of ``total``. Sent at most every ``min_interval_s``, the first only once the job has
+        run that long (its result says a short job is done), and the last step always once any was sent."""
         self.check()
         now = time.monotonic()
-        if step >= total or now - self._last_emit_s >= self._min_interval_s:
+        if (step >= total and self._emitted) or now - self._last_emit_s >= self._min_interval_s:
             self._last_emit_s = now
+            self._emitted = True
             self._emit(step, total)
 
 

@@ -72,11 +72,16 @@ def test_clients_benchmark_smoke(tmp_path) -> None:
 
 def test_ipc_benchmark_smoke(tmp_path) -> None:
     report = _run("ipc", "--reps", "3", tmp_path=tmp_path)
-    assert set(report["payloads"]) == {"empty", "1s_16k_mono", "30s_44k_stereo", "5min_44k_stereo"}
-    assert report["payloads"]["5min_44k_stereo"]["bytes_each_way"] == 300 * 44100 * 2 * 4
-    for row in report["payloads"].values():
-        assert row["host_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
-        assert report["gradio_skipped"] or row["gradio_p50_ms"] > 0
+    assert set(report["payloads"]) == {"empty", "1s_16k_mono", "10s_result", "30s_44k_stereo", "5min_44k_stereo"}
+    big = report["payloads"]["5min_44k_stereo"]
+    assert big["bytes_in"] == big["bytes_out"] == 300 * 44100 * 2 * 4
+    assert report["payloads"]["10s_result"]["bytes_out"] == 10 * 32000 * 2 * 4
+    assert report["payloads"]["10s_result"]["raw_zmq_one_way_p50_ms"] > 0
+    for name, row in report["payloads"].items():
+        assert row["shm_p50_ms"] > 0 and row["frames_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
+        assert row["shm_faults_client"] >= 0 and row["frames_faults_host"] >= 0
+        assert name == "empty" or row["memcpy_p50_ms"] > 0
+        assert report["gradio_skipped"] or name == "10s_result" or row["gradio_p50_ms"] > 0
 
 
 def test_light_ui_benchmark_smoke(tmp_path) -> None:
