@@ -48,6 +48,8 @@ class Job:
     load_ns: int = 0  # time spent loading its model for it
     started_s: float = 0.0  # monotonic: when its worker started it
     last_progress_s: float = 0.0  # monotonic: its last progress event (written by its worker)
+    batch_key: Hashable | None = None  # generate jobs with equal keys may share a pass; None: it runs alone
+    audio_s: float | None = None  # seconds of audio it makes (sizes its activation memory); None: not counted
 
     @property
     def key(self) -> JobKey:
