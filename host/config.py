@@ -29,6 +29,7 @@ with the client through ``client.address``). A catalog file is TOML::
     memory = "2GiB"                # expected size before the first load (else estimated from files)
     max_batch_size = 8             # compatible requests run as one pass, up to this many rows (1: one at a time)
     batch_window_ms = 5            # how long a lone request waits for company before its batch of one starts (0: never)
+    activation = "64MiB"           # optional: at least this much activation memory per second of audio per batch row
     width = 256                    # any other key belongs to the backend, which checks it
 """
 
@@ -73,9 +74,11 @@ class ModelSpec:
     memory_bytes: int | None = None  # expected footprint before the first load (else estimated from files)
     max_batch_size: int | None = None  # rows per batched pass; None: the backend's default (1 where it cannot batch)
     batch_window_ms: float = 5.0  # a request that would start alone waits this long for compatible ones (0: never)
+    activation_bytes_per_s: int = 0  # a floor under the measured activation bytes per second of audio per row
 
 
-_MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory", "max_batch_size", "batch_window_ms"}
+_MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory", "max_batch_size", "batch_window_ms",
+               "activation"}
 MAX_BATCH_ROWS = 256
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
           "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
@@ -370,7 +373,8 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
 
 
 def _batching(table: dict[str, Any], where: str) -> dict[str, Any]:
-    """``max_batch_size`` (an int, 1..256) and ``batch_window_ms`` (0..10000) of one model table."""
+    """``max_batch_size`` (an int, 1..256), ``batch_window_ms`` (0..10000) and ``activation`` (bytes per
+    second of audio per batch row) of one model table."""
     out: dict[str, Any] = {}
     if "max_batch_size" in table:
         rows = table["max_batch_size"]
@@ -383,6 +387,8 @@ def _batching(table: dict[str, Any], where: str) -> dict[str, Any]:
         if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 10_000:
             raise ConfigError(f"{where} batch_window_ms must be milliseconds from 0 (no wait) to 10000, got {window!r}")
         out["batch_window_ms"] = float(window)
+    if "activation" in table:
+        out["activation_bytes_per_s"] = parse_bytes(table["activation"], f"{where} activation")
     return out
 
 

@@ -99,8 +99,10 @@ class Model:
             keep_until_s=self.keep_until_s, shared=dict(held.shared))
 
     def activation_bytes(self, audio_s: float | None, rows: int = 1) -> int:
-        """What a run of ``rows`` rows of ``audio_s`` seconds each needs for its activations (0: unknown)."""
-        return int(self.activation_bytes_per_s * (audio_s or 0.0) * rows)
+        """What a run of ``rows`` rows of ``audio_s`` seconds each needs for its activations (0: unknown): the
+        measured figure, or the catalog's ``activation`` where that is larger."""
+        per_s = max(self.activation_bytes_per_s, self.spec.activation_bytes_per_s)
+        return int(per_s * (audio_s or 0.0) * rows)
 
     def measured_run(self, rise_bytes: int, audio_s: float | None, rows: int) -> None:
         """A run's memory rise over its start: the per-second, per-row figure keeps the largest seen."""
