@@ -422,7 +422,8 @@ class Core:
         model.running = jobs
         model.activation_reserved_bytes = model.activation_bytes(head.audio_s, len(jobs))
         self.running_jobs = {**self.running_jobs, model.name: tuple(jobs)}
-        self._command(model, Command("run", jobs=tuple(jobs), device=model.device or ""))
+        self._command(model, Command("run", jobs=tuple(jobs), device=model.device or "",
+                                     measure=head.audio_s is not None))
         return True
 
     def _rows_that_fit(self, model: Model, head: Job) -> int:
@@ -771,7 +772,6 @@ class Core:
         peers = frozenset(self._peer_jobs) - {INTERNAL_PEER}
         if peers != self.busy_peers:
             self.busy_peers = peers
-
 
 
 def _key(job: Job):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from contextlib import nullcontext
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Command:
     op: str
     job: Job | None = None
     jobs: tuple[Job, ...] = ()  # a run's rows: one job, or a batch that shares one pass
+    measure: bool = False  # a run: measure how far memory rises (its backend counts activations)
     device: str = ""
     reason: str = ""
     warmup: bool = False
@@ -162,14 +164,14 @@ class Worker:
     def _run_command(self, command: Command) -> Report:
         jobs = list(command.jobs)
         started_ns = time.monotonic_ns()
-        with devices.PeakMeter(command.device or "cpu") as meter:
+        with (devices.PeakMeter(command.device or "cpu") if command.measure else nullcontext()) as meter:
             if len(jobs) == 1:
                 rows = [self._run_alone(jobs[0], started_ns, 1)]
             else:
                 rows = self._run_batch(jobs, started_ns, command.device or "cpu")
         # a run may have grown what the model holds (RVC loads FCPE or RMVPE on first use)
         return Report(self.name, command, any(r.ok for r in rows), report=self._quiet_report(),
-                      details=self._details(), rows=rows, peak_rise_bytes=meter.rise_bytes)
+                      details=self._details(), rows=rows, peak_rise_bytes=meter.rise_bytes if meter else 0)
 
     def _run_alone(self, job: Job, started_ns: int, batch_rows: int) -> Row:
         try:

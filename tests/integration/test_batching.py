@@ -137,3 +137,34 @@ def _overlap_s(a, b) -> float:
     """How long two results' runs overlapped, from the host's timings (their arrivals are ~1 ms apart)."""
     spans = [(r.timings_ns["queue_ns"], r.timings_ns["queue_ns"] + r.timings_ns["run_ns"]) for r in (a, b)]
     return (min(spans[0][1], spans[1][1]) - max(spans[0][0], spans[1][0])) / 1e9
+
+
+@pytest.fixture(scope="module")
+def batch_oom_host():
+    h = start_host("""
+        [models.slow]
+        backend = "synth"
+        width = 512
+        depth = 4
+        hop = 32
+        [models.tight]
+        backend = "tests.support.batch_oom_backend:BatchOomBackend"
+        width = 512
+        depth = 4
+        hop = 32
+    """, folder=short_tmp("mh-boom-"))
+    yield h
+    h.stop()
+
+
+def test_a_batch_that_runs_out_of_memory_is_rerun_one_row_at_a_time(batch_oom_host) -> None:
+    with Client(batch_oom_host.address) as c:
+        blocker = c.submit("tight", params={"duration_s": 3.0, "seed": 3})  # seeded: alone
+        rows = [c.submit("tight", f"row {i}", params={"duration_s": 0.2}) for i in range(3)]
+        assert blocker.result().info["batch_rows"] == 1
+        results = [r.result() for r in rows]  # the pass of three failed; each row then ran alone
+        assert [r.info["batch_rows"] for r in results] == [1, 1, 1]
+        assert all(r.audio.shape[-1] == round(0.2 * 32000) for r in results)
+        models = {m["name"]: m for m in c.ps()}
+        assert models["tight"]["details"]["batch_ooms"] == 1  # the three were tried as one pass first
+        assert models["slow"]["max_batch_size"] == 1  # synth does not batch
