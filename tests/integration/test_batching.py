@@ -73,6 +73,17 @@ def test_cancelling_one_row_answers_it_at_once_and_the_rest_of_its_batch_complet
     assert _musicgen(client)["running"] == 0
 
 
+def test_a_lone_request_waits_batch_window_ms_for_company(client) -> None:
+    """audiogen's catalog entry (tests/conftest.py) sets batch_window_ms = 250: a request arriving 50 ms
+    after another compatible one, to an idle model, still shares its pass."""
+    first = client.submit("audiogen", "rain", params=UNSEEDED)
+    time.sleep(0.05)
+    second = client.submit("audiogen", "wind", params=UNSEEDED)
+    assert [first.result().info["batch_rows"], second.result().info["batch_rows"]] == [2, 2]
+    seeded = client.generate("audiogen", "rain", params={**UNSEEDED, "seed": 9})
+    assert seeded.info["batch_rows"] == 1 and seeded.timings_ns["queue_ns"] < 0.2e9  # seeded: no wait for company
+
+
 def test_a_batch_whose_parameters_are_refused_answers_every_row(client) -> None:
     blocker = _blocker(client, 1.0)
     bad = [client.submit("musicgen", f"bad {i}", params={**UNSEEDED, "top_k": 100000}) for i in range(2)]
