@@ -26,6 +26,7 @@ SUITE = {
     "wire_threshold": (["--reps", "400"], ["--reps", "5"]),
     "swap": (["--reps", "5"], ["--reps", "1"]),
     "stream": (["--size", "real", "--reps", "3"], ["--size", "tiny", "--reps", "1", "--durations", "3,6"]),
+    "batching": (["--size", "tiny", "--reps", "5"], ["--size", "tiny", "--reps", "1", "--concurrency", "1,4"]),
 }
 
 

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "$MODELHOST_WEBUI; without --config, the WebUI's models alone")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
-    ps = client_command("ps", "list the catalog's models: state, device, memory, load time, hits, last use")
+    ps = client_command("ps", "list the catalog's models: state, device, memory, activations per audio second, "
+                              "load time, hits, last use")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ps.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
                     help="refresh in place every SECONDS (default 1) until Ctrl-C: memory bars per device, requests/s")
@@ -207,9 +208,10 @@ def _ps(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": models, "devices": device_rows}, indent=2))
         return EXIT_OK
-    _table([["NAME", "BACKEND", "STATE", "TIER", "DEVICE", "MEMORY", "LOAD", "HITS", "QUEUED", "LAST USED", "KEEP UNTIL",
-             "PINNED"]] + [[
+    _table([["NAME", "BACKEND", "STATE", "TIER", "DEVICE", "MEMORY", "ACT/S/ROW", "LOAD", "HITS", "QUEUED", "LAST USED",
+             "KEEP UNTIL", "PINNED"]] + [[
         m["name"], m["backend"], m["state"], m["tier"], str(m["device"]), _bytes(m["memory_bytes"]),
+        _bytes(m["activation_bytes_per_s"]) if m.get("activation_bytes_per_s") else "-",
         f"{m['load_s']:.2f}s" if m["load_s"] is not None else "-", str(m["hits"]), str(m["queued"] + m["running"]),
         _ago(m["last_used"]), _until(m["keep_until"], m["state"]), "yes" if m["pinned"] else "",
     ] for m in models])

@@ -30,6 +30,9 @@ with the client through ``client.address``). A catalog file is TOML::
     keep_alive = "forever"         # unloaded after this long idle ("10m", seconds, "forever")
     reserve = "512MiB"             # room kept for activations on top of the weights
     memory = "2GiB"                # expected size before the first load (else estimated from files)
+    max_batch_size = 8             # compatible requests run as one pass, up to this many rows (1: one at a time)
+    batch_window_ms = 5            # how long a lone request waits for company before its batch of one starts (0: never)
+    activation = "64MiB"           # optional: at least this much activation memory per second of audio per batch row
     width = 256                    # any other key belongs to the backend, which checks it
 """
 
@@ -74,9 +77,14 @@ class ModelSpec:
     keep_alive_s: float = math.inf  # unloaded after this long idle; inf: stays until evicted
     reserve_bytes: int = 0  # room kept for activations on top of the weights
     memory_bytes: int | None = None  # expected footprint before the first load (else estimated from files)
+    max_batch_size: int | None = None  # rows per batched pass; None: the backend's default (1 where it cannot batch)
+    batch_window_ms: float = 5.0  # a request that would start alone waits this long for compatible ones (0: never)
+    activation_bytes_per_s: int = 0  # a floor under the measured activation bytes per second of audio per row
 
 
-_MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory"}
+_MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory", "max_batch_size", "batch_window_ms",
+               "activation"}
+MAX_BATCH_ROWS = 256
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
           "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
 
@@ -368,6 +376,7 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
             "keep_alive_s": parse_duration_s(table.get("keep_alive", "forever"), f"{where} keep_alive"),
             "reserve_bytes": parse_bytes(table.get("reserve", 0), f"{where} reserve"),
             "memory_bytes": parse_bytes(table["memory"], f"{where} memory") if "memory" in table else None,
+            **_batching(table, where),
         }
         if backend == "rvc" and "folder" in options:
             for voice, voice_options in _voice_folder(name, options, source):
@@ -375,6 +384,26 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
         else:
             models[name] = ModelSpec(name=name, options=options, **common)
     return models
+
+
+def _batching(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``max_batch_size`` (an int, 1..256), ``batch_window_ms`` (0..10000) and ``activation`` (bytes per
+    second of audio per batch row) of one model table."""
+    out: dict[str, Any] = {}
+    if "max_batch_size" in table:
+        rows = table["max_batch_size"]
+        if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_BATCH_ROWS:
+            raise ConfigError(f"{where} max_batch_size must be an int from 1 (one request at a time) to "
+                              f"{MAX_BATCH_ROWS}, got {rows!r}")
+        out["max_batch_size"] = rows
+    if "batch_window_ms" in table:
+        window = table["batch_window_ms"]
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 10_000:
+            raise ConfigError(f"{where} batch_window_ms must be milliseconds from 0 (no wait) to 10000, got {window!r}")
+        out["batch_window_ms"] = float(window)
+    if "activation" in table:
+        out["activation_bytes_per_s"] = parse_bytes(table["activation"], f"{where} activation")
+    return out
 
 
 def _parse_budgets(table: Any, source: str) -> dict[str, float | int]:

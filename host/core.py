@@ -12,7 +12,17 @@ catalog hint, else the backend's estimate from its files, plus its reserve) are 
 device, and evictions the policy (``host.residency``) picks must finish before the load is sent.
 A model's bytes count against its device from the moment its load is admitted until its unload is
 reported, so concurrent loads cannot overcommit a device. A model blocked by busy ones waits; one
-that could never fit fails with ``out_of_memory``.
+that could never fit fails with ``out_of_memory``. A run reserves its activations too: the model's
+measured bytes per second of audio per batch row x the request's duration x the rows; a run that
+does not fit beside what the device holds waits for other runs there to finish (and a batch takes
+only the rows that fit); one that could not fit even with the device's other runs finished starts
+anyway, alone.
+
+Batching: a ready model's next run takes its head job and the queued jobs with an equal batch key
+(``Scheduler.take_batch``, up to the model's ``max_batch_size`` rows): one worker command, one pass.
+A head job that would run alone waits up to ``batch_window_ms`` from its arrival for company. Each
+row keeps its own progress, deadline, cancel and reply: a row that must stop while others go on gets
+its error at once and its output is thrown away.
 
 What other threads read (``ps`` rows, ``health``, the peers with work) is published as immutable
 values whose reference the core replaces; nobody else touches a ``Model`` or a backend.
@@ -50,7 +60,7 @@ from modelhost.host.config import HostConfig, ModelSpec
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
-from modelhost.host.worker import Command, Report, Reply, Worker
+from modelhost.host.worker import Command, Report, Reply, Row, Worker, request_of
 
 log = logging.getLogger("modelhost.core")
 
@@ -100,10 +110,11 @@ class Core:
         self._started_s = time.monotonic()
         self._stopping = False
         self._submitted = 0
+        self._batch_waits: set[str] = set()  # models whose head job waits for company (a timer is armed)
         # published for other threads: replaced, never mutated
         self.rows: dict[str, dict[str, Any]] = {}
         self.busy_peers: frozenset[bytes] = frozenset()
-        self.running_jobs: dict[str, Job] = {}  # model -> its running job (the health check reads their progress times)
+        self.running_jobs: dict[str, tuple[Job, ...]] = {}  # model -> its running jobs (the health check reads their progress times)
         self.jobs = (0, 0)  # (queued, running)
         self.thread = threading.Thread(target=self._loop, name="modelhost-core", daemon=True)
         for spec in self.catalog.scan().values():
@@ -170,7 +181,8 @@ class Core:
         (``stall_after_s``, or 5 x the typical run if longer): name -> what is seen."""
         now = time.monotonic()
         out = {}
-        for name, job in self.running_jobs.items():
+        for name, jobs in self.running_jobs.items():
+            job = max(jobs, key=lambda j: max(j.started_s, j.last_progress_s))
             quiet = now - max(job.started_s, job.last_progress_s)
             row = self.rows.get(name, {})
             limit = max(self.config.stall_after_s, 5 * row.get("typical_run_s", 0.0))
@@ -274,12 +286,28 @@ class Core:
                 raise BadParamsError(f"audio needs its sample_rate, an int in 1..768000 Hz; got {rate!r}")
         timeout_s = msg.body.get("timeout_s") or DEFAULT_TIMEOUT_S
         job = Job(peer, msg.id, msg.kind, model.name, msg.body, event.received_ns, time.monotonic() + float(timeout_s))
+        if msg.kind == "generate":
+            self._size(model, job)
         self._sched.submit(job)
         self._submitted += 1
         self._peer_jobs[peer] = self._peer_jobs.get(peer, 0) + 1
         if math.isfinite(job.deadline_s):
             self._timer(job.deadline_s, "deadline", job)
         self._dirty(model)
+
+    def _size(self, model: Model, job: Job) -> None:
+        """A generate job's batch key and seconds of audio, asked of its backend once (pure hooks on the request)."""
+        request = request_of(job)
+        try:
+            job.batch_key = None if job.body.get("stream") else model.backend.batch_key(request)
+            hash(job.batch_key)
+        except Exception:
+            job.batch_key = None  # a request its backend cannot key runs alone; its own call names what is wrong
+        try:
+            seconds = model.backend.audio_seconds(request)
+            job.audio_s = float(seconds) if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
+        except Exception:
+            job.audio_s = None
 
     def _model(self, name: str) -> Model:
         model = self._models.get(name)
@@ -313,11 +341,25 @@ class Core:
             return False
         if job.state != "running":
             self._done_error(job, stop_error("cancelled"))
+        else:
+            self._stop_row(job)
         return True
 
     def _on_peer_gone(self, peer: bytes) -> None:
         for job in self._sched.drop_peer(peer):
             self._done_error(job, stop_error("client_gone"))
+        for job in [j for j in self._sched.running.values() if j.peer == peer]:
+            self._stop_row(job)
+
+    def _stop_row(self, job: Job) -> None:
+        """A running job was flagged to stop: a row of a batch whose other rows go on gets its error now
+        (its output is dropped when the pass ends); a job alone, or the last live row, ends when its
+        worker stops at the next progress point."""
+        model = self._models.get(job.model)
+        if model is None or job not in model.running or job.replied:
+            return
+        if any(not j.replied and not j.cancelled for j in model.running):
+            self._done_error(job, stop_error(job.reason))
 
     # ---- dispatch: which model does what next ----
 
@@ -355,17 +397,62 @@ class Core:
             return False
         if job.oom_retried and self._evicting_on(model.device):
             return False  # its retry after an out-of-memory error waits for the evictions to free the room
-        self._sched.take(model.name)
-        model.record_use(time.monotonic(), job.body.get("keep_alive_s"), generated=job.kind == "generate")
         if job.kind == "load":
+            self._sched.take(model.name)
+            model.record_use(time.monotonic(), job.body.get("keep_alive_s"), generated=False)
             self._done(job, "result", self._row(model))
             self._arm_keep_alive(model)
             return True
-        model.running = job
-        job.started_s = job.last_progress_s = time.monotonic()
-        self.running_jobs = {**self.running_jobs, model.name: job}
-        self.metrics.queue.labels(model.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
-        self._command(model, Command("run", job=job))
+        return self._run(model, job)
+
+    def _run(self, model: Model, head: Job) -> bool:
+        """Start ``head`` and the queued jobs that share its pass (as many rows as fit); False while it waits:
+        for company (``batch_window_ms``) or for other runs' activations to leave its device."""
+        rows = self._rows_that_fit(model, head)
+        if rows == 0:
+            return False
+        if self._batch_wait(model, head, rows):
+            return False
+        jobs = self._sched.take_batch(model.name, rows, _key)
+        now = time.monotonic()
+        for job in jobs:
+            model.record_use(now, job.body.get("keep_alive_s"), generated=True)
+            job.started_s = job.last_progress_s = now
+            self.metrics.queue.labels(model.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
+        model.running = jobs
+        model.activation_reserved_bytes = model.activation_bytes(head.audio_s, len(jobs))
+        self.running_jobs = {**self.running_jobs, model.name: tuple(jobs)}
+        self._command(model, Command("run", jobs=tuple(jobs), device=model.device or "",
+                                     measure=head.audio_s is not None))
+        return True
+
+    def _rows_that_fit(self, model: Model, head: Job) -> int:
+        """How many rows of ``head``'s kind may run now beside what ``model``'s device holds; 0: wait."""
+        rows = model.max_rows if head.batch_key is not None else 1
+        per_row = model.activation_bytes(head.audio_s)
+        if per_row <= 0:
+            return rows
+        on_device = [m for m in self._models.values() if m.state in ON_DEVICE and m.device == model.device]
+        free = devices.budget_bytes(model.device or "cpu", self.config.budgets) - residency.used_bytes(
+            [m.resident(False) for m in on_device])
+        fit = min(rows, max(0, free) // per_row)
+        if fit >= 1:
+            return fit
+        others_running = any(m is not model and m.activation_reserved_bytes for m in on_device)
+        return 0 if others_running else 1  # nothing to wait for: it starts alone
+
+    def _batch_wait(self, model: Model, head: Job, rows: int) -> bool:
+        """True while ``head`` waits for compatible requests: it would start a batch short of ``rows`` rows,
+        and ``batch_window_ms`` since its arrival has not passed (a timer wakes the loop when it has)."""
+        window_ns = int(model.spec.batch_window_ms * 1e6)
+        if head.batch_key is None or rows <= 1 or window_ns <= 0:
+            return False
+        due_ns = head.received_ns + window_ns
+        if time.monotonic_ns() >= due_ns or self._sched.batch_size(model.name, rows, _key) >= rows:
+            return False
+        if model.name not in self._batch_waits:
+            self._batch_waits.add(model.name)
+            self._timer(due_ns / 1e9, "batch", model.name)
         return True
 
     def _admit(self, model: Model, job: Job, restore: bool) -> bool:
@@ -501,27 +588,37 @@ class Core:
         return len(victims)
 
     def _on_run(self, model: Model, report: Report) -> None:
-        job = report.command.job
-        assert job is not None
-        model.running = None
-        self.running_jobs = {k: v for k, v in self.running_jobs.items() if v is not job}
+        jobs = list(report.command.jobs)
+        model.running = []
+        model.activation_reserved_bytes = 0
+        self.running_jobs = {k: v for k, v in self.running_jobs.items() if k != model.name}
+        model.measured_run(report.peak_rise_bytes, jobs[0].audio_s if jobs else None, len(jobs))
         if report.ok:
-            seconds = time.monotonic() - job.started_s
+            seconds = time.monotonic() - jobs[0].started_s
             model.run_s = seconds if model.run_s == 0 else 0.8 * model.run_s + 0.2 * seconds
             model.last_ok = time.time()
             if report.report is not None and report.report != model.report:
                 model.report = report.report
                 self._dirty_sharers(model)
             model.details = report.details
-            self._done(job, "result", report.body)
-        elif report.oom and not job.oom_retried and job.stop_reason is None:
-            job.oom_retried = True
-            self._sched.requeue_front(job)
+        retry = []
+        rows = report.rows or [Row(job, False, error=report.error) for job in jobs]  # a worker bug: every row hears
+        for row in rows:
+            job = row.job
+            if row.ok:
+                self._done(job, "result", row.body)
+            elif row.oom and not job.oom_retried and job.stop_reason is None and not job.replied:
+                job.oom_retried = True
+                retry.append(job)
+            else:
+                self._done_error(job, row.error or BackendError(f"model {model.name!r} failed"))
+        if retry:
+            for job in reversed(retry):  # back to the front, in their order
+                self._sched.requeue_front(job)
             freed = self._free_device_for(model.device or "", model)
             devices.release_cached_memory(model.device or "cpu")
-            log.warning("model %s: out of memory on %s; freed %d model(s), retrying once", model.name, model.device, freed)
-        else:
-            self._done_error(job, report.error or BackendError(f"model {model.name!r} failed"))
+            log.warning("model %s: out of memory on %s; freed %d model(s), retrying %d request(s) once",
+                        model.name, model.device, freed, len(retry))
         self._arm_keep_alive(model)
 
     def _fail_model_jobs(self, model: Model, error: RequestError) -> None:
@@ -569,10 +666,14 @@ class Core:
             if kind == "deadline":
                 if not item.replied and self._sched.expire_one(item, now):
                     self._done_error(item, stop_error("deadline"))
+                elif not item.replied and item.state == RUNNING and item.cancelled:
+                    self._stop_row(item)
             elif kind == "keep_alive":
                 self._keep_alive_due(self._models.get(item), now)
             elif kind == "rescan":
                 self._rescan()
+            elif kind == "batch":
+                self._batch_waits.discard(item)  # the pump that follows starts its batch
 
     def _arm_keep_alive(self, model: Model) -> None:
         if math.isfinite(model.keep_until_s) and not model.pinned:
@@ -673,3 +774,7 @@ class Core:
         if peers != self.busy_peers:
             self.busy_peers = peers
 
+
+def _key(job: Job):
+    """The batch key ``Scheduler.take_batch`` compares: computed once, at submit (``Core._size``)."""
+    return job.batch_key

@@ -6,6 +6,7 @@ Runs wherever a model loads (its worker thread). Memory measurement per device g
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 
@@ -99,3 +100,46 @@ def allocated_bytes(device: str) -> int:
     if device.startswith("cuda"):
         return int(torch.cuda.memory_allocated(torch.device(device)))
     return process_rss_bytes()
+
+
+class PeakMeter:
+    """How far a call's memory rises above where it started on ``device``: the CUDA allocator's peak
+    (reset for this device as the call starts), or on the CPU the process RSS sampled every
+    ``interval_s`` by a helper thread (an approximation: other threads' allocations count too, and
+    memory the allocator keeps from an earlier call is not seen again). Used by a model's worker."""
+
+    def __init__(self, device: str, interval_s: float = 0.01) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.rise_bytes = 0
+        self._before = 0
+        self._peak = 0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakMeter":
+        if self.device.startswith("cuda"):
+            dev = torch.device(self.device)
+            torch.cuda.reset_peak_memory_stats(dev)
+            self._before = int(torch.cuda.memory_allocated(dev))
+            return self
+        self._before = self._peak = process_rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="modelhost-peak-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            peak = int(torch.cuda.max_memory_allocated(torch.device(self.device)))
+        else:
+            assert self._stop is not None and self._thread is not None
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, process_rss_bytes())
+        self.rise_bytes = max(0, peak - self._before)
+
+    def _sample(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(self.interval_s):
+            self._peak = max(self._peak, process_rss_bytes())

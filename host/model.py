@@ -49,7 +49,10 @@ class Model:
         self.error: str | None = None
         self.last_ok: float | None = None  # wall clock of its last successful generation
         self.run_s = 0.0  # a typical generation's seconds (moving average): what "far past expected" means
-        self.running: Any = None  # the Job the worker is running, if any
+        self.running: list[Any] = []  # the Jobs of the run in flight (one, or a batch's rows)
+        self.activation_bytes_per_s = 0  # measured: memory a run needs per second of audio per batch row (max seen)
+        self.activation_reserved_bytes = 0  # what the run in flight holds for its activations
+        self.max_rows = spec.max_batch_size if spec.max_batch_size is not None else max(1, int(backend.batch_rows))
         self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
         self.source = _safe(backend.source)
         self._file_estimate: MemoryReport | None = None  # the backend's estimate from its files, read once
@@ -90,9 +93,21 @@ class Model:
     def resident(self, busy: bool) -> residency.Resident:
         held = self.held()
         return residency.Resident(
-            name=self.name, device=self.device or "", bytes=held.own_bytes, reload_s=self.load_s or 0.0,
+            name=self.name, device=self.device or "", bytes=held.own_bytes + self.activation_reserved_bytes,
+            reload_s=self.load_s or 0.0,
             last_used_s=self.last_used_s, usage=self.usage, pinned=self.pinned, busy=busy,
             keep_until_s=self.keep_until_s, shared=dict(held.shared))
+
+    def activation_bytes(self, audio_s: float | None, rows: int = 1) -> int:
+        """What a run of ``rows`` rows of ``audio_s`` seconds each needs for its activations (0: unknown): the
+        measured figure, or the catalog's ``activation`` where that is larger."""
+        per_s = max(self.activation_bytes_per_s, self.spec.activation_bytes_per_s)
+        return int(per_s * (audio_s or 0.0) * rows)
+
+    def measured_run(self, rise_bytes: int, audio_s: float | None, rows: int) -> None:
+        """A run's memory rise over its start: the per-second, per-row figure keeps the largest seen."""
+        if audio_s and rows and rise_bytes > 0:
+            self.activation_bytes_per_s = max(self.activation_bytes_per_s, int(rise_bytes / (audio_s * rows)))
 
     def record_use(self, now_s: float, keep_alive_s: float | None, generated: bool) -> None:
         """A request used this model: a generation counts as use; any request may extend the keep-alive."""
@@ -125,6 +140,10 @@ class Model:
             "estimate_bytes": self.estimate().total_bytes,
             "measured_delta_bytes": self.measured_delta_bytes,
             "reserve_bytes": self.spec.reserve_bytes,
+            "activation_bytes_per_s": self.activation_bytes_per_s,
+            "activation_reserved_bytes": self.activation_reserved_bytes,
+            "max_batch_size": self.max_rows,
+            "batch_rows": len(self.running),
             "pinned": self.pinned,
             "keep_until": _wall(self.keep_until_s) if ready else None,
             "evictions": self.evictions,

@@ -2,7 +2,11 @@
 
 No zmq, no torch, no threads, no clock of its own (callers pass ``now``), so every rule here is
 tested directly. Only the core loop (``host.core``, thread ``modelhost-core``) uses it; it hands
-each model's jobs to that model's worker in arrival (FIFO) order, one at a time.
+each model's jobs to that model's worker in arrival (FIFO) order, one command at a time: a single
+job, or a batch (``take_batch``): the head job and the later queued jobs whose batch key equals its
+key, up to ``max_rows``, run as one pass. A job whose key is None (a seeded request, a streaming
+one, a melody, anything its backend does not batch) always runs alone, so a seeded request's audio
+is the same whether other requests were queued with it or not.
 
 A job is identified by ``(peer, request_id)``: the client's routing id and its request id.
 Lifecycle: queued -> running -> finished, or queued -> removed (cancelled, expired, client gone).
@@ -12,9 +16,10 @@ next progress point, then calls ``finish``.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Hashable
 
 JobKey = tuple[bytes, int]
 
@@ -43,6 +48,8 @@ class Job:
     load_ns: int = 0  # time spent loading its model for it
     started_s: float = 0.0  # monotonic: when its worker started it
     last_progress_s: float = 0.0  # monotonic: its last progress event (written by its worker)
+    batch_key: Hashable | None = None  # generate jobs with equal keys may share a pass; None: it runs alone
+    audio_s: float | None = None  # seconds of audio it makes (sizes its activation memory); None: not counted
 
     @property
     def key(self) -> JobKey:
@@ -96,6 +103,41 @@ class Scheduler:
         job.state = RUNNING
         self.running[job.key] = job
         return job
+
+    def batch_size(self, model: str, max_rows: int, key_fn: Callable[[Job], Hashable | None]) -> int:
+        """How many rows ``take_batch`` would take now for ``model`` (0: its queue is empty)."""
+        return len(self._batch(model, max_rows, key_fn))
+
+    def take_batch(self, model: str, max_rows: int, key_fn: Callable[[Job], Hashable | None]) -> list[Job]:
+        """The head job of ``model`` and, if its key is not None, the later queued generate jobs with an
+        equal key (in arrival order, up to ``max_rows`` in all, not past a queued load or unload), now
+        running; [] if its queue is empty. Jobs passed over keep their places."""
+        batch = self._batch(model, max_rows, key_fn)
+        if len(batch) > 1:
+            taken = {id(job) for job in batch}
+            self.queues[model] = deque(job for job in self.queues[model] if id(job) not in taken)
+        elif batch:
+            self.queues[model].popleft()
+        for job in batch:
+            job.state = RUNNING
+            self.running[job.key] = job
+        return batch
+
+    def _batch(self, model: str, max_rows: int, key_fn: Callable[[Job], Hashable | None]) -> list[Job]:
+        queue = self.queues.get(model)
+        if not queue:
+            return []
+        head = queue[0]
+        key = key_fn(head) if head.kind == "generate" and max_rows > 1 else None
+        if key is None:
+            return [head]
+        batch = [head]
+        for job in itertools.islice(queue, 1, None):
+            if len(batch) >= max_rows or job.kind != "generate":  # a load or unload queued after it stays after it
+                break
+            if key_fn(job) == key:
+                batch.append(job)
+        return batch
 
     def finish(self, job: Job) -> None:
         job.state = FINISHED

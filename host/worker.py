@@ -2,7 +2,9 @@
 
 A worker owns its model's backend object and nothing else. The core loop sends it one command at a
 time on the worker's own queue (so a command for one model never wakes another model's thread):
-load, run a job, unload, offload to the warm tier, restore, stop. The worker does the call and
+load, run jobs (one, or a batch the core grouped: one ``generate_batch`` pass, each row its own
+progress, output and error; a pass that runs out of memory is retried here one row at a time),
+unload, offload to the warm tier, restore, stop. The worker does the call and
 posts one ``Report`` back to the core, which decides what happens next and sends every final reply.
 Only progress and a streaming request's chunk events go straight out (they are not final and carry
 no decision).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from contextlib import nullcontext
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ from typing import Any, Callable
 
 from modelhost.client.errors import BackendError, LoadFailedError, OutOfMemoryError, RequestError
 from modelhost.host import devices
-from modelhost.host.backends import Backend, GenerateRequest, MemoryReport, RunContext
+from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext
 from modelhost.host.metrics import Metrics
 from modelhost.host.scheduler import Job
 
@@ -31,14 +34,27 @@ Reply = Callable[[bytes, str, int, dict], None]
 
 @dataclass
 class Command:
-    """What the core asks a worker to do: ``load`` (device, warmup), ``run`` (job), ``unload`` (reason),
-    ``offload``, ``restore`` (device), ``stop``."""
+    """What the core asks a worker to do: ``load`` (device, warmup), ``run`` (jobs, device), ``unload``
+    (job, reason), ``offload``, ``restore`` (device), ``stop``."""
 
     op: str
     job: Job | None = None
+    jobs: tuple[Job, ...] = ()  # a run's rows: one job, or a batch that shares one pass
+    measure: bool = False  # a run: measure how far memory rises (its backend counts activations)
     device: str = ""
     reason: str = ""
     warmup: bool = False
+
+
+@dataclass
+class Row:
+    """How one job of a run ended: ``ok`` with its result body, or its error (``oom``: out of memory)."""
+
+    job: Job
+    ok: bool
+    body: dict[str, Any] = field(default_factory=dict)
+    error: RequestError | None = None
+    oom: bool = False
 
 
 @dataclass
@@ -55,6 +71,8 @@ class Report:
     seconds: float = 0.0  # how long the load / restore took
     delta_bytes: int = 0  # allocator (CUDA) or RSS (CPU) growth during a load
     details: dict[str, Any] = field(default_factory=dict)  # the backend's facts for ps, after a load or a run
+    rows: list[Row] = field(default_factory=list)  # a run: one per job, in the command's order
+    peak_rise_bytes: int = 0  # a run: how far memory rose above its start (PeakMeter) while it ran
 
 
 class Worker:
@@ -121,9 +139,8 @@ class Worker:
         return Report(self.name, command, True, report=report, seconds=seconds, delta_bytes=delta,
                       details=self._details())
 
-    def _run_job(self, job: Job) -> dict[str, Any]:
-        body = job.body
-        started_ns = time.monotonic_ns()
+    def _context(self, job: Job) -> RunContext:
+        """The ``RunContext`` of one job: its progress and chunks go straight to its client."""
         first = [True]
 
         def emit(step: int, total: int) -> None:
@@ -140,41 +157,53 @@ class Worker:
                         {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]})
             seq[0] += 1
 
-        ctx = RunContext(emit=emit, is_cancelled=lambda: job.stop_reason,
-                         chunk=chunk if body.get("stream") else None, stream_interval_s=body.get("stream_interval_s"))
-        ctx.check()
-        request = GenerateRequest(prompt=body.get("prompt"), params=body.get("params") or {},
-                                  audio=body.get("audio"), sample_rate=body.get("sample_rate"))
-        out = self.backend.generate(request, ctx)
-        done_ns = time.monotonic_ns()
-        return {
-            "audio": out.audio,
-            "sample_rate": int(out.sample_rate),
-            "timings_ns": {
-                "queue_ns": started_ns - job.received_ns,
-                "load_ns": job.load_ns,
-                "run_ns": done_ns - started_ns,
-                "host_ns": done_ns - job.received_ns,
-            },
-            "info": out.info,
-        }
+        body = job.body
+        return RunContext(emit=emit, is_cancelled=lambda: job.stop_reason,
+                          chunk=chunk if body.get("stream") else None, stream_interval_s=body.get("stream_interval_s"))
 
     def _run_command(self, command: Command) -> Report:
-        job = command.job
-        assert job is not None
-        try:
-            body = self._run_job(job)
-        except RequestError as exc:
-            return Report(self.name, command, False, error=_bare(exc))
-        except Exception as exc:
-            if devices.is_out_of_memory(exc):
-                return Report(self.name, command, False, oom=True, error=_bare(OutOfMemoryError(
-                    f"model {self.name!r} ran out of device memory: {exc}; try a shorter duration")))
-            log.warning("model %s: request %d failed", self.name, job.request_id, exc_info=True)
-            return Report(self.name, command, False,
-                          error=_bare(BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")))
+        jobs = list(command.jobs)
+        started_ns = time.monotonic_ns()
+        with (devices.PeakMeter(command.device or "cpu") if command.measure else nullcontext()) as meter:
+            if len(jobs) == 1:
+                rows = [self._run_alone(jobs[0], started_ns, 1)]
+            else:
+                rows = self._run_batch(jobs, started_ns, command.device or "cpu")
         # a run may have grown what the model holds (RVC loads FCPE or RMVPE on first use)
-        return Report(self.name, command, True, body=body, report=self.backend.memory_report(), details=self._details())
+        return Report(self.name, command, any(r.ok for r in rows), report=self._quiet_report(),
+                      details=self._details(), rows=rows, peak_rise_bytes=meter.rise_bytes if meter else 0)
+
+    def _run_alone(self, job: Job, started_ns: int, batch_rows: int) -> Row:
+        try:
+            ctx = self._context(job)
+            ctx.check()
+            out = self.backend.generate(request_of(job), ctx)
+        except Exception as exc:
+            return self._failed(job, exc)
+        return Row(job, True, body=_body(job, out, started_ns, batch_rows))
+
+    def _run_batch(self, jobs: list[Job], started_ns: int, device: str) -> list[Row]:
+        try:
+            outs = self.backend.generate_batch([request_of(j) for j in jobs], [self._context(j) for j in jobs])
+            if len(outs) != len(jobs):
+                raise RuntimeError(f"generate_batch returned {len(outs)} outputs for {len(jobs)} rows")
+        except Exception as exc:
+            if not devices.is_out_of_memory(exc):
+                return [self._failed(job, exc) for job in jobs]
+            log.warning("model %s: a batch of %d ran out of memory; running its rows one at a time", self.name, len(jobs))
+            devices.release_cached_memory(device)
+            return [self._run_alone(job, time.monotonic_ns(), 1) for job in jobs]
+        return [Row(job, False, error=out) if isinstance(out, RequestError)
+                else Row(job, True, body=_body(job, out, started_ns, len(jobs))) for job, out in zip(jobs, outs)]
+
+    def _failed(self, job: Job, exc: Exception) -> Row:
+        if isinstance(exc, RequestError):
+            return Row(job, False, error=_bare(exc))
+        if devices.is_out_of_memory(exc):
+            return Row(job, False, oom=True, error=_bare(OutOfMemoryError(
+                f"model {self.name!r} ran out of device memory: {exc}; try a shorter duration")))
+        log.warning("model %s: request %d failed", self.name, job.request_id, exc_info=True)
+        return Row(job, False, error=_bare(BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")))
 
     def _unload(self, command: Command) -> Report:
         self._quietly(self.backend.unload)
@@ -205,6 +234,12 @@ class Worker:
 
     # ---- helpers ----
 
+    def _quiet_report(self) -> MemoryReport | None:
+        try:
+            return self.backend.memory_report()
+        except Exception:
+            return None
+
     def _details(self) -> dict[str, Any]:
         try:
             return dict(self.backend.details())
@@ -225,3 +260,26 @@ def _bare(exc: BaseException) -> BaseException:
     exc.__context__ = None
     exc.__cause__ = None
     return exc
+
+
+def request_of(job: Job) -> GenerateRequest:
+    """What a generate job carries into a backend (also read by the core for batch keys and durations)."""
+    body = job.body
+    return GenerateRequest(prompt=body.get("prompt"), params=body.get("params") or {},
+                           audio=body.get("audio"), sample_rate=body.get("sample_rate"))
+
+
+def _body(job: Job, out: GenerateOutput, started_ns: int, batch_rows: int) -> dict[str, Any]:
+    """A job's result body: audio, rate, its timings and the backend's info (plus the rows of its pass)."""
+    done_ns = time.monotonic_ns()
+    return {
+        "audio": out.audio,
+        "sample_rate": int(out.sample_rate),
+        "timings_ns": {
+            "queue_ns": started_ns - job.received_ns,
+            "load_ns": job.load_ns,
+            "run_ns": done_ns - started_ns,
+            "host_ns": done_ns - job.received_ns,
+        },
+        "info": {**out.info, "batch_rows": batch_rows},
+    }

@@ -107,6 +107,7 @@ def model_host(model_files):
         backend = "audiogen"
         checkpoint = "{model_files['audiogen']}"
         device = "cpu"
+        batch_window_ms = 250
 
         [models.voices]
         backend = "rvc"

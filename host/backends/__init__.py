@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from modelhost.host.backends.base import (  # noqa: F401 (the public names of the backend contract)
     Backend,
+    BatchProgress,
     GenerateOutput,
     GenerateRequest,
     MemoryReport,

@@ -17,18 +17,27 @@ that is right for a backend that does not need it:
 * ``source()``: the weights the model is built from (``ps`` shows it in every state; same rule);
 * ``details()``: backend facts for ``ps`` while loaded;
 * ``warmup()``: one short generation after a boot preload;
-* ``can_offload`` + ``offload()`` / ``restore(device)``: the warm CPU tier (GPU -> pinned RAM -> GPU).
+* ``can_offload`` + ``offload()`` / ``restore(device)``: the warm CPU tier (GPU -> pinned RAM -> GPU);
+* batching: ``batch_rows`` (the default most rows per pass; 1, the base's value, means it never
+  batches), ``batch_key(request)`` (which requests may share a pass: equal keys; None runs alone) and
+  ``generate_batch(requests, ctxs)`` (one pass over rows with equal keys; the default loops over
+  ``generate``). Which requests are grouped, when and how many, stays the host's decision;
+* ``audio_seconds(request)``: the seconds of audio a request makes, which sizes its activation
+  memory (bytes per second of audio per row, measured by the host); None: not counted.
+
+``batch_key`` and ``audio_seconds`` run in the host's core thread: they read the request only, never
+the loaded model.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from modelhost.client.errors import CancelledError, DeadlineExceededError, ShuttingDownError
+from modelhost.client.errors import CancelledError, DeadlineExceededError, RequestError, ShuttingDownError
 
 if TYPE_CHECKING:
     from modelhost.host.config import ModelSpec
@@ -119,6 +128,30 @@ class RunContext:
             self._emit(step, total)
 
 
+class BatchProgress:
+    """The one progress callback of a batched pass, fanned out to each row's ``RunContext``.
+
+    A row whose request must stop (cancelled, deadline, client gone) drops out: it gets no more
+    progress and its output is thrown away; the pass goes on for the others. Once every row has
+    dropped out, ``progress`` raises the last one's stop error and the pass ends."""
+
+    def __init__(self, ctxs: Sequence[RunContext]) -> None:
+        self.ctxs = list(ctxs)
+        self.stopped: dict[int, RequestError] = {}  # row -> why it dropped out
+
+    def progress(self, step: int, total: int) -> None:
+        last: RequestError | None = None
+        for row, ctx in enumerate(self.ctxs):
+            if row in self.stopped:
+                continue
+            try:
+                ctx.progress(step, total)
+            except RequestError as exc:
+                self.stopped[row] = last = exc
+        if len(self.stopped) == len(self.ctxs) and last is not None:
+            raise last
+
+
 def stop_error(reason: str) -> Exception:
     """The error a job stopped for ``reason`` ends with (the same whether it was queued or running)."""
     if reason == "deadline":
@@ -134,6 +167,7 @@ class Backend:
     """Base class of every model family; see the module docstring for the contract."""
 
     can_offload = False  # True where offload()/restore() move the weights to pinned RAM and back
+    batch_rows = 1  # the most rows one generate_batch pass takes unless the catalog says (1: never batches)
 
     def __init__(self, spec: "ModelSpec") -> None:
         self.name = spec.name
@@ -170,6 +204,26 @@ class Backend:
 
     def details(self) -> dict[str, Any]:
         return {}
+
+    def batch_key(self, request: GenerateRequest) -> Hashable | None:
+        """Requests with equal keys can run as one ``generate_batch`` pass; None: this one runs alone."""
+        return None
+
+    def generate_batch(self, requests: Sequence[GenerateRequest],
+                       ctxs: Sequence[RunContext]) -> list[GenerateOutput | RequestError]:
+        """Rows with equal ``batch_key`` in one pass: one output, or the error that row ended in, per row.
+        An exception raised here (out of memory) ends every row; the host then runs them one at a time."""
+        out: list[GenerateOutput | RequestError] = []
+        for request, ctx in zip(requests, ctxs):
+            try:
+                out.append(self.generate(request, ctx))
+            except RequestError as exc:
+                out.append(exc)
+        return out
+
+    def audio_seconds(self, request: GenerateRequest) -> float | None:
+        """Seconds of audio ``request`` makes (sizes its activation memory); None: not counted."""
+        return None
 
     def warmup(self) -> None:
         """One short generation after a boot preload (kernel selection, allocator growth)."""

@@ -19,6 +19,12 @@ Catalog options: ``checkpoint`` (required), ``max_duration_s`` (default 360, TTS
 ``stream_interval_s`` (default 2: seconds of audio between a streaming request's chunks),
 ``allow_pickle`` (default false: checkpoints load weights-only; set true only for files you trust
 that need full unpickling, such as some AudioGen releases), ``hf_cache`` (a hub cache folder).
+
+Batching: unseeded text-only requests with the same sampling parameters (duration, top_k, top_p,
+temperature, cfg_coef, return_tokens) share one audiocraft call, ``descriptions=[...]``, one row
+per request (up to 8 rows unless the catalog's ``max_batch_size`` says). A seeded request, a
+streaming one, a melody or multi-band diffusion runs alone: its audio is exactly what it would be
+with nothing else queued.
 """
 
 from __future__ import annotations
@@ -29,13 +35,21 @@ import os
 import re
 import threading
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import Any, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from modelhost.client.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options, number_param
+from modelhost.client.errors import BadParamsError, LoadFailedError, RequestError
+from modelhost.host.backends import (
+    Backend,
+    BatchProgress,
+    GenerateOutput,
+    GenerateRequest,
+    RunContext,
+    check_options,
+    number_param,
+)
 from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
 from modelhost.host.config import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
@@ -48,6 +62,8 @@ STREAM_INTERVAL_S = 2.0  # seconds of audio between a stream's chunks unless the
 # in tests/integration/test_stream.py).
 STREAM_MARGIN_FRAMES = 8
 _PARAMS = {"duration", "top_k", "top_p", "temperature", "cfg_coef", "seed", "return_tokens", "use_multi_band_diffusion"}
+# what rows of one batched pass must agree on, with the defaults a request that omits one gets
+_SHARED_DEFAULTS = {"duration": 10.0, "top_k": 250, "top_p": 0.0, "temperature": 1.0, "cfg_coef": 3.0, "return_tokens": False}
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD and huggingface_hub's default cache are process-wide: one such load at a time
@@ -59,6 +75,7 @@ class _AudiocraftBackend(Backend):
 
     family = ""
     can_offload = True
+    batch_rows = 8
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -163,6 +180,58 @@ class _AudiocraftBackend(Backend):
         if return_tokens:
             info["tokens"] = tokens[0].cpu().numpy().astype(np.int32)
         return GenerateOutput(audio=wav[0].float().cpu().numpy(), sample_rate=int(model.sample_rate), info=info)
+
+    def batch_key(self, request: GenerateRequest) -> Hashable | None:
+        """Unseeded text-only requests with equal sampling parameters share a pass; the rest run alone."""
+        params = request.params
+        if request.audio is not None or set(params) - _PARAMS or params.get("use_multi_band_diffusion"):
+            return None
+        seed = params.get("seed", -1)
+        if isinstance(seed, bool) or seed != -1:  # seeded (or 0: a fresh seed, reported to reproduce it)
+            return None
+        key = []
+        for name, default in _SHARED_DEFAULTS.items():
+            value = params.get(name, default)
+            if not isinstance(value, (int, float, bool)):
+                return None  # a bad value: alone, where its own error names it
+            key.append(value)
+        return tuple(key)
+
+    def audio_seconds(self, request: GenerateRequest) -> float | None:
+        duration = request.params.get("duration", _SHARED_DEFAULTS["duration"])
+        return float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None
+
+    def generate_batch(self, requests: Sequence[GenerateRequest],
+                       ctxs: Sequence[RunContext]) -> list[GenerateOutput | RequestError]:
+        """Rows with equal ``batch_key``: one ``model.generate(descriptions)`` call (one random stream),
+        ``wav[i]`` to row i; a row whose parameters are refused gets its error and no row in the pass."""
+        model = self.model
+        assert model is not None, "generate before load"
+        out: list[GenerateOutput | RequestError | None] = [None] * len(requests)
+        rows: list[int] = []
+        params: dict[str, Any] = {}
+        for i, request in enumerate(requests):
+            try:
+                params = self._check_params(request)
+                rows.append(i)
+            except RequestError as exc:
+                out[i] = exc
+        if rows:
+            return_tokens = bool(params.pop("return_tokens", False))
+            params.pop("seed", None)
+            params.pop("use_multi_band_diffusion", None)
+            model.set_generation_params(**params)
+            progress = BatchProgress([ctxs[i] for i in rows])
+            model.set_custom_progress_callback(progress.progress)
+            with GLOBAL_RNG.unseeded():
+                wav, tokens = model.generate([requests[i].prompt or "" for i in rows], progress=True, return_tokens=True)
+            for n, i in enumerate(rows):
+                info: dict[str, Any] = {"seed": -1}
+                if return_tokens:
+                    info["tokens"] = tokens[n].cpu().numpy().astype(np.int32)
+                out[i] = progress.stopped.get(n) or GenerateOutput(
+                    audio=wav[n].float().cpu().numpy(), sample_rate=int(model.sample_rate), info=info)
+        return [o for o in out if o is not None]  # every row was filled
 
     # ---- helpers ----
 

@@ -100,3 +100,12 @@ def test_stream_benchmark_smoke(tmp_path) -> None:
     assert r["chunks"] >= 2
     assert 0 < r["stream_first_s"] < r["stream_whole_s"]
     assert r["first_over_whole"] > 0 and r["stream_cost"] > 0
+
+
+def test_batching_benchmark_smoke(tmp_path) -> None:
+    report = _run("batching", "--size", "tiny", "--reps", "1", "--concurrency", "1,2", "--duration", "0.5",
+                  tmp_path=tmp_path)
+    r = report["results"]["2"]
+    assert r["single"]["batch_rows_seen"] == [1]  # max_batch_size = 1: one at a time
+    assert r["batched"]["throughput_audio_s_per_s"] > 0 and r["batched_over_single"] > 0
+    assert r["batched"]["latency_p50_s"] > 0 and r["single"]["scaling"] > 0

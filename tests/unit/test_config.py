@@ -53,6 +53,13 @@ def test_a_voice_folder_expands_to_one_model_per_voice_with_its_index(tmp_path) 
         ({"models": {"a": {"backend": "synth", "keep_alive": -1}}}, "keep_alive must be seconds"),
         ({"models": {"a": {"backend": "synth", "reserve": -1}}}, "reserve must be bytes"),
         ({"models": {"a": {"backend": "synth", "memory": [1]}}}, "memory must be bytes"),
+        ({"models": {"a": {"backend": "synth", "max_batch_size": 0}}}, "max_batch_size must be an int from 1"),
+        ({"models": {"a": {"backend": "synth", "max_batch_size": 2.5}}}, "max_batch_size must be an int from 1"),
+        ({"models": {"a": {"backend": "synth", "max_batch_size": True}}}, "max_batch_size must be an int from 1"),
+        ({"models": {"a": {"backend": "synth", "max_batch_size": 257}}}, "max_batch_size must be an int from 1"),
+        ({"models": {"a": {"backend": "synth", "batch_window_ms": -1}}}, "batch_window_ms must be milliseconds"),
+        ({"models": {"a": {"backend": "synth", "batch_window_ms": "5ms"}}}, "batch_window_ms must be milliseconds"),
+        ({"models": {"a": {"backend": "synth", "activation": "lots"}}}, "activation must be bytes"),
         ({"budget": {"cpu": math.nan}}, "[budget] cpu"),
         ({"budget": {"cpu": -0.5}}, "[budget] cpu"),
         ({"host": {"curve_clients": "/x"}}, "curve_clients needs curve_secret_key"),
@@ -214,3 +221,14 @@ def test_the_24gb_example_catalog_is_valid() -> None:
     assert {m.backend for m in config.models.values()} == {"musicgen", "audiogen", "rvc"}
     for spec in config.models.values():
         create_backend(spec)  # every model's options pass its backend's checks
+
+
+def test_batching_keys_are_read_and_default_to_the_backend() -> None:
+    raw = {"models": {"a": {"backend": "musicgen", "checkpoint": "x", "max_batch_size": 4, "batch_window_ms": 0,
+                            "activation": "64MiB"},
+                      "b": {"backend": "synth"}}}
+    config = parse_config(raw, address="ipc:///tmp/x/host.sock")
+    a, b = config.models["a"], config.models["b"]
+    assert (a.max_batch_size, a.batch_window_ms, a.activation_bytes_per_s) == (4, 0.0, 64 * 2**20)
+    assert "max_batch_size" not in a.options and "batch_window_ms" not in a.options  # host keys, not the backend's
+    assert (b.max_batch_size, b.batch_window_ms) == (None, 5.0)

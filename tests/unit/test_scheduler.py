@@ -71,7 +71,7 @@ def test_first_cancel_reason_wins() -> None:
 
 
 OPS = st.lists(
-    st.tuples(st.sampled_from(["submit", "take", "finish", "cancel", "expire", "drop", "cancel_all"]),
+    st.tuples(st.sampled_from(["submit", "take", "take_batch", "finish", "cancel", "expire", "drop", "cancel_all"]),
               st.integers(0, 3), st.integers(0, 7), st.sampled_from(["m", "n"])),
     max_size=60,
 )
@@ -94,6 +94,8 @@ def test_every_job_ends_in_exactly_one_place(ops) -> None:
             j = s.take(model)
             if j is not None:
                 taken.append(j)
+        elif op == "take_batch":  # key: the deadline's parity (None for 0): some join, some pass, some run alone
+            taken += s.take_batch(model, peer_n + 1, lambda j: None if j.deadline_s == 0 else j.deadline_s % 2)
         elif op == "finish" and s.running:
             s.finish(next(iter(s.running.values())))
         elif op == "cancel":
@@ -114,3 +116,57 @@ def test_every_job_ends_in_exactly_one_place(ops) -> None:
     assert all(j.state in (RUNNING, FINISHED) for j in taken)
     for q in s.queues.values():  # FIFO: queue order is submission order
         assert [j.request_id for j in q] == sorted(j.request_id for j in q)
+
+
+def gen(rid: int, key: object, model: str = "m", kind: str = "generate") -> Job:
+    return Job(b"a", rid, kind, model, {"key": key}, 0, 100.0)
+
+
+def key_of(j: Job) -> object:
+    return j.body["key"]
+
+
+def test_take_batch_joins_equal_keys_in_order_up_to_max_rows_and_keeps_the_rest_in_place() -> None:
+    s = Scheduler()
+    jobs = [gen(1, "x"), gen(2, "y"), gen(3, "x"), gen(4, None), gen(5, "x"), gen(6, "x")]
+    for j in jobs:
+        s.submit(j)
+    assert s.batch_size("m", 3, key_of) == 3
+    batch = s.take_batch("m", 3, key_of)
+    assert [j.request_id for j in batch] == [1, 3, 5]
+    assert all(j.state == RUNNING for j in batch) and s.running_count("m") == 3
+    assert [j.request_id for j in s.queues["m"]] == [2, 4, 6]  # passed over: same order, still queued
+    assert [j.request_id for j in s.take_batch("m", 3, key_of)] == [2]  # no other "y"
+    assert [j.request_id for j in s.take_batch("m", 3, key_of)] == [4]  # key None: always alone
+    assert [j.request_id for j in s.take_batch("m", 3, key_of)] == [6]
+    assert s.take_batch("m", 3, key_of) == [] and s.batch_size("m", 3, key_of) == 0
+
+
+def test_a_job_without_a_key_or_one_row_allowed_runs_alone() -> None:
+    s = Scheduler()
+    for j in (gen(1, None), gen(2, None), gen(3, "x"), gen(4, "x")):
+        s.submit(j)
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [1]  # two seeded jobs never share a pass
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [2]
+    assert [j.request_id for j in s.take_batch("m", 1, key_of)] == [3]  # max_batch_size = 1: one at a time
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [4]
+
+
+def test_a_batch_does_not_reach_past_a_queued_unload_or_into_another_model() -> None:
+    s = Scheduler()
+    for j in (gen(1, "x"), gen(2, "x", model="n"), gen(3, None, kind="unload"), gen(4, "x")):
+        s.submit(j)
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [1]  # 4 must run after the unload
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [3]
+    assert [j.request_id for j in s.take_batch("m", 8, key_of)] == [4]
+    assert [j.request_id for j in s.take_batch("n", 8, key_of)] == [2]
+
+
+def test_rows_of_a_running_batch_are_cancelled_and_finished_one_by_one() -> None:
+    s = Scheduler()
+    for j in (gen(1, "x"), gen(2, "x")):
+        s.submit(j)
+    a, b = s.take_batch("m", 8, key_of)
+    assert s.cancel(b.key) is b and b.cancelled and not a.cancelled and b.state == RUNNING
+    s.finish(b)
+    assert s.running_count("m") == 1 and s.find(a.key) is a
