@@ -16,6 +16,7 @@ Usage: python -m benchmarks.ipc [--reps N] [--json OUT]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import socket
@@ -23,6 +24,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import zmq
@@ -38,27 +40,6 @@ RESULT_SECONDS = 10.0  # 10s_result: this much 32 kHz stereo comes back, nothing
 
 def _audio(shape: tuple[int, int] | None) -> np.ndarray | None:
     return None if shape is None else np.random.default_rng(0).uniform(-0.5, 0.5, shape).astype(np.float32)
-
-
-def _one_way(nbytes: int, reps: int) -> list[int]:
-    """DEALER -> ROUTER over ipc://, ``nbytes`` as one frame, timed from send to the receiver holding it."""
-    payload = np.ones(nbytes, np.uint8)
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = zmq.Context()
-        router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
-        router.bind(f"ipc://{tmp}/s")
-        dealer.connect(f"ipc://{tmp}/s")
-
-        def once() -> None:
-            dealer.send_multipart([b"h", memoryview(payload)], copy=False)
-            router.recv_multipart(copy=False)
-
-        try:
-            return time_calls(once, reps)
-        finally:
-            router.close(0)
-            dealer.close(0)
-            ctx.term()
 
 
 def _memcpy(nbytes: int, reps: int) -> list[int]:
@@ -87,27 +68,44 @@ def _faults_per_call(call, n: int, host_pid: int) -> tuple[float, float]:
     return (_minflt() - client0) / n, (_minflt(host_pid) - host0) / n
 
 
-def _raw_floor(audio: np.ndarray | None, reps: int) -> list[int]:
-    """DEALER -> ROUTER -> DEALER over ipc://, the array's bytes each way as one frame, no encoding."""
-    payload = b"" if audio is None else memoryview(audio).cast("B")
+@contextlib.contextmanager
+def _pair() -> Iterator[tuple[zmq.Socket, zmq.Socket]]:
+    """A ROUTER and a DEALER connected over a fresh ipc:// socket: the raw transport, nothing of ours."""
     with tempfile.TemporaryDirectory() as tmp:
         ctx = zmq.Context()
         router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
         router.bind(f"ipc://{tmp}/s")
         dealer.connect(f"ipc://{tmp}/s")
+        try:
+            yield router, dealer
+        finally:
+            router.close(0)
+            dealer.close(0)
+            ctx.term()
 
+
+def _raw_floor(audio: np.ndarray | None, reps: int) -> list[int]:
+    """DEALER -> ROUTER -> DEALER over ipc://, the array's bytes each way as one frame, no encoding."""
+    payload = b"" if audio is None else memoryview(audio).cast("B")
+    with _pair() as (router, dealer):
         def echo() -> None:
             dealer.send_multipart([b"h", payload], copy=False)
             peer, head, body = router.recv_multipart(copy=False)
             router.send_multipart([peer, head, body], copy=False)
             dealer.recv_multipart(copy=False)
 
-        try:
-            return time_calls(echo, reps)
-        finally:
-            router.close(0)
-            dealer.close(0)
-            ctx.term()
+        return time_calls(echo, reps)
+
+
+def _one_way(nbytes: int, reps: int) -> list[int]:
+    """DEALER -> ROUTER over ipc://, ``nbytes`` as one frame, timed from send to the receiver holding it."""
+    payload = np.ones(nbytes, np.uint8)
+    with _pair() as (router, dealer):
+        def once() -> None:
+            dealer.send_multipart([b"h", memoryview(payload)], copy=False)
+            router.recv_multipart(copy=False)
+
+        return time_calls(once, reps)
 
 
 GRADIO_PYTHON = Path(__file__).resolve().parent.parent / ".venv-py310" / "bin" / "python"

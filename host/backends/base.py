@@ -88,7 +88,8 @@ class RunContext:
         self._emit = emit
         self._is_cancelled = is_cancelled
         self._min_interval_s = min_interval_s
-        self._last_emit_s = time.monotonic()  # a job shorter than min_interval_s sends no progress at all
+        self._started_s = time.monotonic()
+        self._last_emit_s = 0.0
         self._emitted = False
         self._chunk = chunk
         self.stream_interval_s = stream_interval_s  # the client's wish (s of audio between chunks); None: the backend's default
@@ -118,11 +119,16 @@ class RunContext:
             raise stop_error(reason)
 
     def progress(self, step: int, total: int) -> None:
-        """Report ``step`` of ``total``. Sent at most every ``min_interval_s``, the first only once the job has
-        run that long (its result says a short job is done), and the last step always once any was sent."""
+        """Report ``step`` of ``total``: sent at most every ``min_interval_s``, and the last step always once an
+        earlier one was sent. A job whose first report is its last (one step) and that ran shorter than
+        ``min_interval_s`` sends none: its result follows at once and says it is done."""
         self.check()
         now = time.monotonic()
-        if (step >= total and self._emitted) or now - self._last_emit_s >= self._min_interval_s:
+        if step >= total:
+            due = self._emitted or now - self._started_s >= self._min_interval_s
+        else:
+            due = now - self._last_emit_s >= self._min_interval_s
+        if due:
             self._last_emit_s = now
             self._emitted = True
             self._emit(step, total)

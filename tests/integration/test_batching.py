@@ -139,7 +139,7 @@ def test_requests_whose_activations_do_not_fit_together_queue_and_all_complete(t
 
 
 def _two_models(client: Client):
-    params = {"duration": 2.0, "seed": -1}
+    params = {"duration": 2.0, "seed": 9}  # seeded: each runs at once, never waiting in a batch window for company
     jobs = [client.submit(m, "rain", params=params, timeout_s=120) for m in ("musicgen", "audiogen")]
     return [j.result() for j in jobs]
 
