@@ -300,6 +300,10 @@ def _health(args: argparse.Namespace) -> int:
             print(f"  FAILED {name}: {why}")
         for name, why in h.get("stalled", {}).items():
             print(f"  STALLED {name}: {why}")
+        shm = h.get("shm")
+        if shm:
+            print(f"  shared memory: {shm['segments']} segment(s), {_bytes(shm['bytes'])}, {shm['lent']} lent, "
+                  f"{shm['peers']} client(s) attached")
     # exit 1 when not ready, or a model failed or stalled: usable as a systemd/Docker health check
     return EXIT_OK if h["ready"] and h.get("ok", True) else EXIT_FAILED
 

@@ -71,7 +71,8 @@ def test_ps_json_and_table(host) -> None:
 
 
 def test_health_load_unload(host) -> None:
-    assert modelhost("health", address=host.address).stdout.startswith("running")
+    health = modelhost("health", address=host.address).stdout
+    assert health.startswith("running") and "shared memory:" in health  # the host's segments, on an ipc:// host
     assert modelhost("load", "stereo", address=host.address).stdout.startswith("stereo: ready on cpu")
     assert modelhost("unload", "stereo", address=host.address).stdout.strip() == "stereo: unloaded"
     bad = modelhost("load", "nope", address=host.address)
