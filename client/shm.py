@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import threading
 import weakref
 from typing import Callable, Hashable
@@ -58,7 +57,7 @@ def available() -> bool:
 
 def new_key() -> str:
     """A random token that names one writer's segments (sent to its peer when attaching)."""
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()  # not the secrets module: it imports random, hashlib and hmac into every client
 
 
 def segment_size(nbytes: int) -> int:
