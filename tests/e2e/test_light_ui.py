@@ -106,20 +106,13 @@ def test_the_page_plays_the_audio_while_the_host_still_generates(uis, tree_host,
     """Generate on the page: its streaming player is playing (its clock has moved) while the host's one job still
     runs, and the whole result and its saved folder arrive after."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     player = "document.querySelector('#musicgen-live audio')"
     driver, profile = _chromium()
     try:
         with Client(tree_host.address) as c:
-            driver.get(uis[0].url)
-            wait = WebDriverWait(driver, 90)
-            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-model input").get_attribute("value") == "Small")
-            seconds = driver.find_element(By.CSS_SELECTOR, "#musicgen-duration input[type=number]")
-            seconds.send_keys(Keys.CONTROL, "a")
-            seconds.send_keys("20", Keys.TAB)  # long enough on the tiny model to be heard well before its end
-            driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
+            wait = _generate_on_page(driver, uis[0].url, 20)  # long enough on the tiny model to be heard well before its end
             wait.until(lambda d: c.health()["jobs"]["running"] == 1)  # the host has started generating
             wait.until(lambda d: d.execute_script(f"return ({player}?.currentTime || 0) > 0"))
             jobs_while_playing = c.health()["jobs"]
@@ -146,23 +139,13 @@ def test_the_page_plays_the_audio_while_the_host_still_generates(uis, tree_host,
 @pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
                     reason="no ffmpeg: Gradio re-encodes streamed audio with it (setup.sh --test installs it)")
 def test_leaving_the_page_mid_stream_stops_the_generation_on_the_host(uis, tree_host, webui_tree) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
     outputs = webui_tree.root / "outputs"
     saved = lambda: set(outputs.iterdir()) if outputs.is_dir() else set()  # noqa: E731
     saved_before = saved()
     driver, profile = _chromium()
     try:
         with Client(tree_host.address) as c:
-            driver.get(uis[1].url)
-            wait = WebDriverWait(driver, 90)
-            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-model input").get_attribute("value") == "Small")
-            seconds = driver.find_element(By.CSS_SELECTOR, "#musicgen-duration input[type=number]")
-            seconds.send_keys(Keys.CONTROL, "a")
-            seconds.send_keys("30", Keys.TAB)
-            driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
+            wait = _generate_on_page(driver, uis[1].url, 30)
             wait.until(lambda d: d.execute_script("return (document.querySelector('#musicgen-live audio')?.currentTime || 0) > 0"))
             assert c.health()["jobs"]["running"] == 1
             driver.quit()  # the page goes away mid-generation
@@ -179,6 +162,22 @@ def test_leaving_the_page_mid_stream_stops_the_generation_on_the_host(uis, tree_
     # cancels the request (~6 s here); the whole 30 s piece takes over 30 s on this tiny model on a 2-core CPU
     assert stopped_after_s < 15, stopped_after_s
     assert saved() == saved_before  # nothing half-made was saved
+
+
+def _generate_on_page(driver, url: str, seconds: int):
+    """Open the light UI, wait for its model list, ask for ``seconds`` of MusicGen and press Generate; a 90 s waiter."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#musicgen-model input").get_attribute("value") == "Small")
+    field = driver.find_element(By.CSS_SELECTOR, "#musicgen-duration input[type=number]")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(seconds), Keys.TAB)
+    driver.find_element(By.CSS_SELECTOR, "#musicgen-generate").click()
+    return wait
 
 
 def _chromium():
