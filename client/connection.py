@@ -263,7 +263,7 @@ class Connection:
         while self._outbox:
             item = self._outbox.popleft()
             if item[0] != "release" and releases:  # segments dropped before this request: the host may reuse them for it
-                self._send(wire.encode("shm", 0, {"release": releases}, token=self._token))
+                self._notify({"release": releases})
                 releases = []
             if item[0] == "send":
                 _, request_id, frames, entry = item
@@ -277,11 +277,15 @@ class Connection:
             else:
                 self._send_cancel(item[1])
         if releases:  # one notification for the segments the caller dropped since the last request
-            self._send(wire.encode("shm", 0, {"release": releases}, token=self._token))
+            self._notify({"release": releases})
+
+    def _notify(self, body: dict[str, list[int]]) -> None:
+        """One ``shm`` notification to the host (I/O thread); the host never answers it."""
+        self._send(wire.encode("shm", 0, body, token=self._token))
 
     def _send_mapped(self, seg_id: int) -> None:
         """The first mapping of a host segment (I/O thread, while decoding): the host need not wait for us to exit."""
-        self._send(wire.encode("shm", 0, {"mapped": [seg_id]}, token=self._token))
+        self._notify({"mapped": [seg_id]})
 
     # ---- shared memory (I/O thread, but _release_later) ----
 
@@ -333,7 +337,7 @@ class Connection:
             return False
         held = self._maps.held() if self._maps is not None else []
         try:
-            self._send(wire.encode("shm", 0, {"detach": held}, token=self._token))
+            self._notify({"detach": held})
         except zmq.ZMQError:
             return False
         return True
