@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (Python >= 3.11) and install modelhost with the host's dependencies. Idempotent.
 #   ./setup.sh          the host, the client and the CLI
-#   ./setup.sh --test   also the test tools, .venv-py310 (the client, WebUI adapter and light UI on Python 3.10)
+#   ./setup.sh --ray    also Ray Serve, for `modelhost serve --ray` (README: Scaling out)
+#   ./setup.sh --test   also Ray Serve and the test tools, .venv-py310 (the client, WebUI adapter and light UI on Python 3.10)
 #                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,7 +22,8 @@ pip_quiet() { "$@" --quiet --disable-pip-version-check 2> >(grep -v "^WARNING: L
 [ -x .venv/bin/python ] || "$(find_python)" -m venv .venv
 pip_quiet .venv/bin/python -m pip install --upgrade pip "setuptools<81" wheel
 extras="host"
-[ "${1:-}" = "--test" ] && extras="host,test"
+[ "${1:-}" = "--ray" ] && extras="host,ray"
+[ "${1:-}" = "--test" ] && extras="host,test,ray"  # the tests run a local Ray cluster too
 pip_quiet .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"
 
 # The model stack (audiocraft, rvc-python and what they import). Their published pins cannot be met

@@ -118,6 +118,15 @@ class ShuttingDownError(RequestError):
     code = "shutting_down"
 
 
+class ReplicaLostError(RequestError):
+    """The Ray Serve replica running the request died before it finished (a host on Ray, ``serve --ray``).
+
+    Ray starts a new replica; the request may be sent again. The host itself retries once a request that
+    had sent no audio yet, so this reaches the caller only when that retry failed too or audio was streamed."""
+
+    code = "replica_lost"
+
+
 class InternalError(RequestError):
     """A bug in the host; the message carries the exception text."""
 
@@ -145,7 +154,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     for cls in (
         BadRequestError, TooLargeError, VersionMismatchError, UnknownKindError, DuplicateIdError, UnauthorizedError,
         UnknownModelError, BadParamsError, LoadFailedError, BackendError, OutOfMemoryError,
-        CancelledError, DeadlineExceededError, ShuttingDownError, InternalError,
+        CancelledError, DeadlineExceededError, ShuttingDownError, ReplicaLostError, InternalError,
     )
 }
 

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webui", metavar="DIR", help="also serve every model of the TTS-WebUI at DIR under its own "
                        "names (its MusicGen/AudioGen picker, its musicgen_audiogen folders, its RVC voices); default: "
                        "$MODELHOST_WEBUI; without --config, the WebUI's models alone")
+    serve.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run the catalog's models as Ray Serve deployments (pip install 'modelhost[ray]'): on the "
+                       "Ray cluster at ADDRESS (\"auto\": the one this machine is a node of, or HEAD:6379), else [ray] address, else a local Ray "
+                       "started for this host; clients connect here as always (see README, Scaling out)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     ps = client_command("ps", "list the catalog's models: state, device, memory, activations per audio second, "
@@ -180,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             ensure_address_free(early)
-        config = load_config(args.config, address=args.address, webui=args.webui)
+        config = load_config(args.config, address=args.address, webui=args.webui, ray=args.ray)
         if early_url is None:  # the catalog file named the address
             ensure_address_free(config.address)
         check_on_this_machine(config)  # every backend imports, every device exists
@@ -208,12 +212,14 @@ def _ps(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"models": models, "devices": device_rows}, indent=2))
         return EXIT_OK
+    on_ray = any("replicas" in m for m in models)  # a host on Ray Serve: one replica's row, and the replica count
     _table([["NAME", "BACKEND", "STATE", "TIER", "DEVICE", "MEMORY", "ACT/S/ROW", "LOAD", "HITS", "QUEUED", "LAST USED",
-             "KEEP UNTIL", "PINNED"]] + [[
+             "KEEP UNTIL", "PINNED", *(["REPLICAS"] if on_ray else [])]] + [[
         m["name"], m["backend"], m["state"], m["tier"], str(m["device"]), _bytes(m["memory_bytes"]),
         _bytes(m["activation_bytes_per_s"]) if m.get("activation_bytes_per_s") else "-",
         f"{m['load_s']:.2f}s" if m["load_s"] is not None else "-", str(m["hits"]), str(m["queued"] + m["running"]),
         _ago(m["last_used"]), _until(m["keep_until"], m["state"]), "yes" if m["pinned"] else "",
+        *([str(m.get("replicas", "-"))] if on_ray else []),
     ] for m in models])
     print()
     _table([["DEVICE", "TOTAL", "BUDGET", "MODELS", "OTHERS", "FREE"]] + [[
@@ -300,6 +306,11 @@ def _health(args: argparse.Namespace) -> int:
             print(f"  FAILED {name}: {why}")
         for name, why in h.get("stalled", {}).items():
             print(f"  STALLED {name}: {why}")
+        ray = h.get("ray")
+        if ray:
+            deployments = ", ".join(f"{name} {d['status'].lower()} x{d['replica_states'].get('RUNNING', 0)}"
+                                    for name, d in ray["deployments"].items())
+            print(f"  ray at {ray['address']}: {deployments or 'no models'}")
         shm = h.get("shm")
         if shm:
             print(f"  shared memory: {shm['segments']} segment(s), {_bytes(shm['bytes'])}, {shm['lent']} lent, "

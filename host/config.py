@@ -34,6 +34,13 @@ with the client through ``client.address``). A catalog file is TOML::
     batch_window_ms = 5            # how long a lone request waits for company before its batch of one starts (0: never)
     activation = "64MiB"           # optional: at least this much activation memory per second of audio per batch row
     width = 256                    # any other key belongs to the backend, which checks it
+
+    [ray]                          # optional: the models run as Ray Serve deployments (``serve --ray``)
+    address = "auto"               # an existing cluster ("auto", "ray://HEAD:10001"); omitted: a local Ray
+    [ray.models.synth]             # per model (or voice-folder table), every key optional
+    num_replicas = 2               # or min_replicas / max_replicas (autoscaling on ongoing requests)
+    num_cpus = 1                   # Ray resources per replica (defaults: 1 GPU for a cuda model, else 1 CPU)
+    num_gpus = 0.5                 # a fraction packs replicas on one GPU; each one's budget is its share
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ _HOST_KEYS = {
     "socket_mode", "curve_secret_key", "curve_clients", "metrics", "metrics_public", "stall_after_s",
     "shm", "shm_min_bytes", "shm_pool_bytes",
 }
+
+
+_RAY_KEYS = {"address", "models"}
+_RAY_MODEL_KEYS = {"num_replicas", "min_replicas", "max_replicas", "target_ongoing_requests", "num_cpus", "num_gpus",
+                   "max_ongoing_requests"}
 
 
 class ConfigError(ValueError):
@@ -122,6 +134,38 @@ class WebuiConfig:
 
 
 @dataclass(frozen=True)
+class RayDeployment:
+    """``[ray.models.NAME]``: how many replicas of one model Ray Serve runs, and what each needs.
+
+    ``num_replicas`` fixed, or ``min_replicas``..``max_replicas`` scaled by Serve on ongoing requests per
+    replica (``target_ongoing_requests``). ``num_cpus``/``num_gpus`` None: 1 GPU for a cuda model, else 1 CPU."""
+
+    num_replicas: int = 1
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_ongoing_requests: float = 2.0
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    max_ongoing_requests: int | None = None  # None: 2 x the model's batch rows (at least 4)
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_replicas is not None
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """``serve --ray [ADDRESS]`` / ``[ray]``: the cluster to run on (None: a local Ray started by the host)
+    and per-model deployment settings (a model without its own table gets the defaults)."""
+
+    address: str | None = None
+    deployments: dict[str, RayDeployment] = field(default_factory=dict)
+
+    def deployment(self, model: str) -> RayDeployment:
+        return self.deployments.get(model, RayDeployment())
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """Everything the daemon needs, checked once at start."""
 
@@ -144,12 +188,24 @@ class HostConfig:
     shm_pool_bytes: int = SHM_POOL_BYTES
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
+    ray: RayConfig | None = None  # run the models on Ray Serve (host.ray_front); None: in this process
 
 
-def load_config(path: str | None = None, *, address: str | None = None, webui: str | None = None) -> HostConfig:
+def load_config(path: str | None = None, *, address: str | None = None, webui: str | None = None,
+                ray: str | None = None) -> HostConfig:
     """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog, see host.defaults);
     ``address`` wins over the file. ``webui`` (else $MODELHOST_WEBUI): a TTS-WebUI folder whose models
-    are all served too; with it and no catalog file, the host serves the WebUI's models alone."""
+    are all served too; with it and no catalog file, the host serves the WebUI's models alone.
+    ``ray`` (``serve --ray [ADDRESS]``): run on Ray Serve, "" for a local Ray, else the cluster's
+    address, which wins over ``[ray] address``."""
+    config = _load_config(path, address=address, webui=webui)
+    if ray is None:
+        return config
+    base = config.ray or RayConfig()
+    return _check_ray(replace(config, ray=replace(base, address=ray or None)))
+
+
+def _load_config(path: str | None, *, address: str | None, webui: str | None) -> HostConfig:
     path = path or os.environ.get(CONFIG_ENV) or None
     webui = webui or os.environ.get(WEBUI_ENV) or None
     if webui and not path:
@@ -185,10 +241,10 @@ def cache_dir() -> Path:
 
 def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
     """Validate a parsed catalog; every problem raises ConfigError naming the key."""
-    unknown = set(raw) - {"preload", "host", "models", "budget", "webui"}
+    unknown = set(raw) - {"preload", "host", "models", "budget", "webui", "ray"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [budget], "
-                          "[webui], [models.NAME]")
+                          "[webui], [models.NAME], [ray]")
     host = raw.get("host", {})
     if not isinstance(host, dict):
         raise ConfigError(f"{source}: [host] must be a table")
@@ -230,7 +286,8 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
     use_shm = host.get("shm", True)
     if not isinstance(use_shm, bool):
         raise ConfigError(f"{source}: [host] shm must be true or false, got {use_shm!r}")
-    return HostConfig(
+    return _check_ray(HostConfig(
+        ray=_parse_ray(raw["ray"], raw.get("models", {}), models, source) if "ray" in raw else None,
         shm=use_shm,
         shm_min_bytes=_whole(host, "shm_min_bytes", SHM_MIN_BYTES, source),
         shm_pool_bytes=_whole(host, "shm_pool_bytes", SHM_POOL_BYTES, source),
@@ -249,7 +306,71 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         metrics=_metrics_address(host, source),
         stall_after_s=_positive(host, "stall_after_s", 120.0, source),
         source=source,
-    )
+    ))
+
+
+def _parse_ray(table: Any, model_tables: dict[str, Any], models: dict[str, ModelSpec], source: str) -> RayConfig:
+    """``[ray]``: ``address`` and ``[ray.models.NAME]`` tables (a voice-folder table's settings apply to each voice)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [ray] must be a table")
+    bad = set(table) - _RAY_KEYS
+    if bad:
+        raise ConfigError(f"{source}: unknown keys in [ray]: {sorted(bad)}; known: {sorted(_RAY_KEYS)}")
+    address = table.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise ConfigError(f"{source}: [ray] address must be a Ray address like \"auto\" or \"ray://HEAD:10001\" "
+                          "(omit it for a local Ray)")
+    tables = table.get("models", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{source}: [ray] models must be tables like [ray.models.NAME]")
+    deployments: dict[str, RayDeployment] = {}
+    for name, entry in tables.items():
+        names = [name] if name in models else [m for m in models if m.startswith(name + "/")]
+        if not names or name not in model_tables:
+            raise ConfigError(f"{source}: [ray.models.{name}] names no [models.{name}] table")
+        deployment = _ray_deployment(entry, f"{source}: [ray.models.{name}]")
+        deployments.update({n: deployment for n in names})
+    return RayConfig(address=address, deployments=deployments)
+
+
+def _ray_deployment(entry: Any, where: str) -> RayDeployment:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    bad = set(entry) - _RAY_MODEL_KEYS
+    if bad:
+        raise ConfigError(f"{where}: unknown keys {sorted(bad)}; known: {sorted(_RAY_MODEL_KEYS)}")
+
+    def count(key: str, low: int) -> int | None:
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1024):
+            raise ConfigError(f"{where} {key} must be a whole number from {low} to 1024, got {value!r}")
+        return value
+
+    def amount(key: str) -> float | None:
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1024):
+            raise ConfigError(f"{where} {key} must be a number of {key[4:]} from 0 to 1024 (fractions share one), got {value!r}")
+        return None if value is None else float(value)
+
+    fixed, low, high = count("num_replicas", 1), count("min_replicas", 0), count("max_replicas", 1)
+    if fixed is not None and (low is not None or high is not None):
+        raise ConfigError(f"{where}: give num_replicas (a fixed count) or min_replicas/max_replicas (autoscaling), not both")
+    if (low is None) != (high is None) or (low is not None and low > high):
+        raise ConfigError(f"{where}: autoscaling needs both min_replicas and max_replicas, with min_replicas <= max_replicas")
+    target = entry.get("target_ongoing_requests", 2.0)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1024:
+        raise ConfigError(f"{where} target_ongoing_requests must be a positive number, got {target!r}")
+    return RayDeployment(num_replicas=fixed or 1, min_replicas=low, max_replicas=high, target_ongoing_requests=float(target),
+                         num_cpus=amount("num_cpus"), num_gpus=amount("num_gpus"),
+                         max_ongoing_requests=count("max_ongoing_requests", 1))
+
+
+def _check_ray(config: HostConfig) -> HostConfig:
+    """What a Ray host cannot do: serve a TTS-WebUI's folders (they live on this machine only)."""
+    if config.ray is not None and config.webui is not None:
+        raise ConfigError(f"{config.source}: --webui / [webui] serves a WebUI's folders from this machine and cannot run "
+                          "on Ray; list the models in [models.NAME] tables, or serve the WebUI without --ray")
+    return config
 
 
 def _metrics_address(host: dict[str, Any], source: str) -> tuple[str, int] | None:
@@ -305,7 +426,8 @@ def _parse_webui(table: Any, source: str) -> WebuiConfig:
 
 def check_on_this_machine(config: HostConfig) -> None:
     """What only this machine can tell, checked at start before anything binds or loads: every
-    catalog backend imports and every catalog device exists here. Imports torch (the host's start does anyway)."""
+    catalog backend imports and every catalog device exists here (on Ray: where the replicas run, so
+    only the imports). Imports torch (the host's start does anyway)."""
     from modelhost.host import devices
     from modelhost.host.backends import BackendImportError, backend_class
 
@@ -315,6 +437,15 @@ def check_on_this_machine(config: HostConfig) -> None:
         except BackendImportError as exc:
             names = ", ".join(sorted(s.name for s in config.models.values() if s.backend == backend))
             raise ConfigError(f"{config.source}: [models.{names}] {exc}") from None
+    if config.ray is not None:
+        if config.ray.address is not None:
+            _send_ray_token_if_any()
+        try:
+            import ray.serve  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(f"running on Ray needs Ray Serve, which does not import here ({exc}); install it with "
+                              "pip install 'modelhost[ray]'") from None
+        return
     for spec in config.models.values():
         try:
             devices.resolve_device(spec.device)
@@ -325,6 +456,18 @@ def check_on_this_machine(config: HostConfig) -> None:
             devices.resolve_device(config.webui.defaults["device"])
         except ValueError as exc:
             raise ConfigError(f"{config.source}: [webui] {exc}") from None
+
+
+def _send_ray_token_if_any() -> None:
+    """Join a Ray cluster with its auth token when there is one: `ray start` turns token authentication on
+    when it finds a token ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), but a driver joining
+    sends it only under RAY_AUTH_MODE=token. The same rule for the front end, unless the operator chose a
+    mode; set before Ray is imported, which reads it once."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(path):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _curve(host: dict[str, Any], addr: Address, source: str) -> HostCurve | None:

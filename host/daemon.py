@@ -1,4 +1,4 @@
-"""The composition root: config -> catalog + server + core, start order, signals, drain and shutdown.
+"""The composition root: config -> catalog + server + core (or, on Ray, its front end), start order, signals, drain and shutdown.
 
 Runs in the main thread. Start order: bind the socket (so clients can ask ``health`` while models
 preload), start the core (its workers and the preload), start the I/O thread, wait for a signal. Shutdown is
@@ -32,7 +32,13 @@ def serve(config: HostConfig) -> int:
     """Run the host until SIGTERM/SIGINT; returns the process exit code."""
     server = Server(config)
     metrics = Metrics()
-    core = Core(config, reply=server.send, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
+    if config.ray is not None:  # the models run on Ray Serve; the front end stands where the core stands
+        from modelhost.host.ray_front import RayFront
+
+        core: Core | RayFront = RayFront(config, reply=server.send, metrics=metrics)  # checks every entry's options
+        core.connect()  # here, in the main thread, before our signal handlers (ray.init installs its own)
+    else:
+        core = Core(config, reply=server.send, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
     if config.metrics is not None:  # before the socket binds: a port in use ends the start with one line
         metrics.watch(core, lambda: server.clients)
         try:

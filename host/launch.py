@@ -89,3 +89,56 @@ def wait_until_ready(host: HostProcess, timeout_s: float = 120.0, token: str | N
             pass
         time.sleep(0.1)
     raise RuntimeError(f"host not ready within {timeout_s} s:\n{host.log()}")
+
+
+@dataclass
+class RayCluster:
+    """A one-node Ray cluster started with `ray start --head` (for tests and benchmarks of ``serve --ray``)."""
+
+    address: str
+    temp_dir: Path
+
+    def stop(self) -> None:
+        """Stop every process of this cluster (found by its temp folder), SIGTERM then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = _pids_with(str(self.temp_dir))
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 3
+            while pids and time.monotonic() < deadline:
+                time.sleep(0.2)
+                pids = _pids_with(str(self.temp_dir))
+            if not pids:
+                return
+
+
+def start_ray_cluster(num_cpus: int = 4, env: dict[str, str] | None = None) -> RayCluster:
+    """`ray start --head` on a free loopback port with its own temp folder; the caller stops it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp_dir = short_tmp("mhray-")
+    ray = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray), "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
+                    "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                   check=True, capture_output=True, timeout=120, env={**os.environ, **(env or {})})
+    return RayCluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir)
+
+
+def _pids_with(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out

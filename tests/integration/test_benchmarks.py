@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from modelhost.host.launch import ROOT
 
 
@@ -109,3 +111,13 @@ def test_batching_benchmark_smoke(tmp_path) -> None:
     assert r["single"]["batch_rows_seen"] == [1]  # max_batch_size = 1: one at a time
     assert r["batched"]["throughput_audio_s_per_s"] > 0 and r["batched_over_single"] > 0
     assert r["batched"]["latency_p50_s"] > 0 and r["single"]["scaling"] > 0
+
+
+def test_ray_scale_benchmark_smoke(tmp_path) -> None:
+    pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install 'modelhost[ray]'")
+    report = _run("ray_scale", "--reps", "1", "--concurrency", "1,2", "--requests", "1", "--duration", "0.2",
+                  "--small-calls", "5", tmp_path=tmp_path)
+    for r in report["results"].values():
+        assert r["direct"]["requests_per_s"] > 0 and r["one"]["requests_per_s"] > 0 and r["two"]["requests_per_s"] > 0
+        assert r["two_over_one"] == pytest.approx(r["two"]["requests_per_s"] / r["one"]["requests_per_s"])
+    assert report["small_call"]["ray"]["p50_ms"] > 0 and report["small_call"]["direct"]["p50_ms"] > 0

@@ -134,11 +134,18 @@ def _listening_port() -> socket.socket:
     ("device beyond the count", '[models.x]\nbackend = "synth"\ndevice = "cuda:7"\n', [], "[models.x] device 'cuda:7'"),
     ("device that is no device", '[models.x]\nbackend = "synth"\ndevice = "gpu"\n', [], "device 'gpu' is not a torch device"),
     ("bad TOML", '[models.x\n', [], "is not valid TOML"),
+    ("ray settings for a model not in the catalog", '[models.x]\nbackend = "synth"\n[ray.models.y]\nnum_replicas = 2\n', [],
+     "[ray.models.y] names no [models.y] table"),
+    ("ray replicas both fixed and autoscaled", '[models.x]\nbackend = "synth"\n[ray.models.x]\nnum_replicas = 2\n'
+     'max_replicas = 4\nmin_replicas = 1\n', [], "give num_replicas (a fixed count) or min_replicas/max_replicas"),
+    ("a WebUI on ray", '[models.x]\nbackend = "synth"\n', ["--webui", "/", "--ray"], "cannot run on Ray"),
+    ("a ray head nobody runs", '[models.x]\nbackend = "synth"\n', ["--ray", "127.0.0.1:9"],
+     "cannot start or reach Ray at 127.0.0.1:9: nothing answers at 127.0.0.1:9"),
 ])
 def test_serve_refuses_a_bad_start_in_one_line(case, catalog, args, needle, tmp_path) -> None:
     config = tmp_path / "catalog.toml"
     config.write_text(catalog)
-    address = [] if args == ["--no-address"] else args or ["--address", f"ipc://{tmp_path}/h.sock"]
+    address = [] if args == ["--no-address"] else args if "--address" in args else [*args, "--address", f"ipc://{tmp_path}/h.sock"]
     done = modelhost("serve", "--config", str(config), *address, env={"MODELHOST_ADDRESS": ""})
     assert_one_line_usage_error(done, needle)
 
