@@ -210,3 +210,14 @@ def test_generate_into_a_missing_folder_fails_before_the_host_works(host, tmp_pa
 def test_a_usage_error_is_one_line() -> None:
     done = modelhost("generate")
     assert_one_line_usage_error(done, "the following arguments are required: model, -o/--output")
+
+
+def test_serve_ray_without_ray_installed_says_how_to_install_it(tmp_path) -> None:
+    """As on a machine without the ``ray`` extra: ``import ray`` fails (a None entry in sys.modules)."""
+    config = tmp_path / "catalog.toml"
+    config.write_text('[models.x]\nbackend = "synth"\n')
+    code = ("import sys; sys.modules['ray'] = None; from modelhost.host.cli import main; "
+            f"sys.exit(main(['serve', '--config', {str(config)!r}, '--address', 'ipc://{tmp_path}/h.sock', '--ray']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert_one_line_usage_error(done, "pip install 'modelhost[ray]'")
+

@@ -18,6 +18,7 @@ pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install 'modelhost
 
 from modelhost.client import CancelledError, Client  # noqa: E402
 from modelhost.client.errors import ReplicaLostError  # noqa: E402
+from modelhost.client.wavfile import read_wav  # noqa: E402
 from modelhost.host.launch import short_tmp, start_host, start_ray_cluster  # noqa: E402
 from tests.conftest import SLOW_MODEL  # noqa: E402
 
@@ -221,7 +222,7 @@ def test_a_restarted_front_end_finds_its_replicas_warm(ray_front):
     assert took_s < 120
 
 
-def test_cli_health_and_ps_show_the_deployments(ray_front):
+def test_cli_health_ps_and_a_streamed_generate_through_ray(ray_front, tmp_path):
     import subprocess
     import sys
 
@@ -236,6 +237,10 @@ def test_cli_health_and_ps_show_the_deployments(ray_front):
     assert table[0].split()[-1] == "REPLICAS"
     synth = next(line.split() for line in table if line.startswith("synth "))
     assert synth[2] == "ready" and synth[4].startswith("cpu@") and synth[-1] == "2"
+    out = tmp_path / "drums.wav"
+    cli("generate", "musicgen", "drums", "--param", "duration=2", "--stream", "--quiet", "-o", str(out))
+    audio, rate = read_wav(out)
+    assert audio.shape[-1] / rate == pytest.approx(2.0, abs=0.05)
 
 
 def test_a_model_that_cannot_load_fails_with_why_and_the_others_serve(ray_front):
