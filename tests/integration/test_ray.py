@@ -273,3 +273,23 @@ def test_a_model_that_cannot_load_fails_with_why_and_the_others_serve(ray_front)
             assert c.generate("tone", params={"duration_s": 0.1}).audio.size > 0
     finally:
         host.stop()
+
+
+def test_the_light_ui_works_unchanged_against_a_ray_host(ray_front, tmp_path):
+    from tests.support.light_ui import PY310, LightUI
+
+    if not PY310.exists():
+        pytest.skip("no .venv-py310 (Python 3.10 + Gradio, the WebUI side): the README's test command creates it")
+    import soundfile
+
+    ui = LightUI(ray_front.address, tmp_path)
+    try:
+        ui.wait_ready()
+        audio, metadata, _folder = ui.client().predict(
+            melody=None, model_name="musicgen", seed=5, text="drums", duration=1, topk=250, topp=0, temperature=1,
+            cfg_coef=3, use_multi_band_diffusion=False, api_name="/musicgen")  # React's /musicgen payload
+    finally:
+        ui.stop()
+    wav, rate = soundfile.read(audio)
+    assert len(wav) / rate == pytest.approx(1.0, abs=0.05)
+    assert metadata["model_name"] == "musicgen" and str(metadata["seed"]) == "5"
