@@ -293,3 +293,19 @@ def test_the_light_ui_works_unchanged_against_a_ray_host(ray_front, tmp_path):
     wav, rate = soundfile.read(audio)
     assert len(wav) / rate == pytest.approx(1.0, abs=0.05)
     assert metadata["model_name"] == "musicgen" and str(metadata["seed"]) == "5"
+
+
+def test_serve_ray_without_an_address_runs_a_local_ray_that_ends_with_the_host():
+    host = start_host('[models.tone]\nbackend = "synth"\nwidth = 32\n[ray.models.tone]\nnum_cpus = 0.5\n',
+                      folder=short_tmp(), args=("--ray",), timeout_s=240)
+    try:
+        with Client(host.address) as c:
+            assert c.generate("tone", params={"duration_s": 0.5}).audio.shape == (1, 16000)
+            replica = _replica_of(c, "tone")
+            assert c.health()["ray"]["address"] == "local"
+    finally:
+        assert host.stop() == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{replica['pid']}"):
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{replica['pid']}")  # the replica went with the host's local Ray
