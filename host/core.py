@@ -103,7 +103,7 @@ class Core:
         self.metrics = metrics or Metrics()
         self._reply = reply
         self._outgoing: list[tuple] = []  # this turn's replies, commands and control acks, in order (_let_go)
-        self._dirty_models: set[str] = set()  # models whose ps row this turn changed (_publish_rows)
+        self._dirty_models: dict[str, None] = {}  # models whose ps row this turn changed, in order (_publish_rows)
         self.catalog = catalog or Catalog(config.models)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sched = Scheduler()
@@ -804,13 +804,13 @@ class Core:
                 self._dirty(other)
 
     def _dirty(self, model: Model) -> None:
-        self._dirty_models.add(model.name)
+        self._dirty_models[model.name] = None
 
     def _publish_rows(self) -> None:
-        """The ps rows of the models this turn touched, each built once."""
+        """The ps rows of the models this turn touched, each built once; a new model's row goes last (catalog order)."""
         if not self._dirty_models:
             return
-        names, self._dirty_models = self._dirty_models, set()
+        names, self._dirty_models = self._dirty_models, {}
         for name in names:
             row = self._row(self._models[name])
             if name in self.rows:

@@ -56,6 +56,13 @@ def test_a_load_reply_leaves_after_the_state_it_reports_is_published() -> None:
         core.control("stop")
 
 
+def test_ps_rows_keep_the_catalog_order() -> None:
+    names = ["m", "zeta", "alpha", "k", "beta"]
+    core = Core(parse_config({"models": {n: {"backend": "synth", "width": 8} for n in names}}), lambda *a: None)
+    assert list(core.rows) == names  # what `ps` lists and the memory bar letters follow
+    assert [row["name"] for row in core.ps()] == names
+
+
 def test_many_small_calls_get_one_reply_each_and_their_deadlines_do_not_pile_up() -> None:
     core, replies = _core()
     n = 1500
