@@ -1,7 +1,8 @@
 """The cost of the IPC path by payload size: through the host with shared memory (the default on
 ipc://) and with ZeroMQ frames (``shm=False``, what TCP and old clients use) vs a direct in-process
 call to the same backend, next to references measured in the same run: the raw pyzmq floor (the
-same bytes echoed over the same transport, no serialization; and one way), a memcpy of the same
+same bytes echoed over the same transport, no serialization: in one process, and to an echo in a
+second process, as the host is; and one way), a memcpy of the same
 bytes each way into warm memory, and a Gradio HTTP API call through gradio_client carrying the same
 audio as a 16-bit WAV file (what a WebUI process would otherwise use to reach another;
 benchmarks/gradio_echo.py, run in .venv-py310 where Gradio is installed). Page faults per call
@@ -11,6 +12,10 @@ Payloads are float32 audio sent as input and returned as output (an audio-to-aud
 RVC conversion): empty (a call with no audio), 1 s of 16 kHz mono, 30 s and 5 min of 44.1 kHz
 stereo; and ``10s_result``: no input, 10 s of 32 kHz stereo back (2.56 MB, a MusicGen result).
 The model is a minimal synth (width 8), so the figures are dominated by moving the audio.
+
+``small_call``: the empty call again, in interleaved rounds, the way a blocking call alone on a
+client goes now (sent and received on the caller's thread) and through the client's I/O thread
+($MODELHOST_DIRECT_CALLS=0), against both raw floors; with the host's CPU time per call.
 Usage: python -m benchmarks.ipc [--reps N] [--json OUT]
 """
 
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,6 +102,101 @@ def _raw_floor(audio: np.ndarray | None, reps: int) -> list[int]:
             dealer.recv_multipart(copy=False)
 
         return time_calls(echo, reps)
+
+
+_ECHO = """
+import sys, zmq
+ctx = zmq.Context()
+router = ctx.socket(zmq.ROUTER)
+router.bind(sys.argv[1])
+print("ready", flush=True)
+while True:
+    frames = router.recv_multipart(copy=False)
+    if len(frames) == 2 and frames[1].bytes == b"stop":
+        break
+    router.send_multipart(frames, copy=False)
+"""
+
+
+def _raw_floor_processes(audio: np.ndarray | None, reps: int) -> list[int]:
+    """The same echo as ``_raw_floor``, but the ROUTER lives in a second process (pyzmq only), as the host does."""
+    payload = b"" if audio is None else memoryview(audio).cast("B")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"ipc://{tmp}/echo"
+        proc = subprocess.Popen([sys.executable, "-c", _ECHO, url], stdout=subprocess.PIPE)
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        try:
+            if proc.stdout is None or proc.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the raw echo process did not start")
+            dealer.connect(url)
+
+            def echo() -> None:
+                dealer.send_multipart([b"h", payload], copy=False)
+                dealer.recv_multipart(copy=False)
+
+            return time_calls(echo, reps)
+        finally:
+            dealer.send_multipart([b"stop"])
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            dealer.close(0)
+            ctx.term()
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _small_call(address: str, host_pid: int, in_process, reps: int, rounds: int = 5) -> dict:
+    """The empty call alone on a client, on the caller's thread vs through the I/O thread, and its references
+    (in-process, both raw floors), each measured once per round, rounds interleaved: medians of the round p50s."""
+    from modelhost.client import Client
+    from modelhost.client.connection import DIRECT_CALLS_ENV
+
+    params = {"duration_s": 0.001, "seed": 1}
+    saved = os.environ.pop(DIRECT_CALLS_ENV, None)
+    try:
+        direct = Client(address)
+        os.environ[DIRECT_CALLS_ENV] = "0"
+        via_io = Client(address)
+    finally:
+        os.environ.pop(DIRECT_CALLS_ENV, None)
+        if saved is not None:
+            os.environ[DIRECT_CALLS_ENV] = saved
+    ways = {"direct": direct, "io_thread": via_io}
+    p50: dict[str, list[float]] = {name: [] for name in (*ways, "in_process", "raw", "raw_2proc")}
+    cpu_us: dict[str, list[float]] = {way: [] for way in ways}
+    try:
+        for client in ways.values():
+            time_calls(lambda c=client: c.generate("bench", "x", params=params), 20)
+        for _ in range(rounds):
+            for way, client in ways.items():
+                before = _cpu_s(host_pid)
+                times = time_calls(lambda c=client: c.generate("bench", "x", params=params), reps, warmup=0)
+                cpu_us[way].append((_cpu_s(host_pid) - before) / reps * 1e6)
+                p50[way].append(pct_ms(times, 0.5))
+            p50["in_process"].append(pct_ms(time_calls(in_process, reps), 0.5))
+            p50["raw"].append(pct_ms(_raw_floor(None, reps), 0.5))
+            p50["raw_2proc"].append(pct_ms(_raw_floor_processes(None, reps), 0.5))
+    finally:
+        direct.close()
+        via_io.close()
+    med = {name: sorted(v)[len(v) // 2] for name, v in p50.items()}
+    out: dict = {"rounds": rounds, "reps_per_round": reps, "rounds_p50_ms": p50,
+                 "host_cpu_us_per_call": {way: round(sorted(v)[len(v) // 2]) for way, v in cpu_us.items()},
+                 "in_process_p50_ms": med["in_process"], "raw_zmq_p50_ms": med["raw"], "raw_zmq_2proc_p50_ms": med["raw_2proc"]}
+    for way in ways:
+        overhead = med[way] - med["in_process"]
+        out.update({f"{way}_p50_ms": med[way], f"{way}_overhead_p50_ms": overhead,
+                    f"{way}_overhead_vs_raw": overhead / med["raw"], f"{way}_overhead_vs_raw_2proc": overhead / med["raw_2proc"]})
+    return out
 
 
 def _one_way(nbytes: int, reps: int) -> list[int]:
@@ -187,6 +289,7 @@ def run(reps: int) -> dict:
                 faults = {way: _faults_per_call(call, max(3, n // 2), host.proc.pid) for way, call in calls.items()}
                 sent = 0 if audio is None else audio.nbytes
                 floor = _raw_floor(audio if audio is not None else (out if shape == "result" else None), n)
+                floor_2proc = _raw_floor_processes(audio if audio is not None else (out if shape == "result" else None), n)
                 one_way = _one_way(out.nbytes, n) if shape == "result" else None
                 copy = _memcpy(max(sent, out.nbytes), n) if max(sent, out.nbytes) else None
                 via_gradio = gradio.call(audio, n) if gradio and shape != "result" else None
@@ -199,6 +302,7 @@ def run(reps: int) -> dict:
                     "shm_overhead_p50_ms": pct_ms(times["shm"], 0.5) - in_p50,
                     "frames_overhead_p50_ms": pct_ms(times["frames"], 0.5) - in_p50,
                     "raw_zmq_p50_ms": pct_ms(floor, 0.5), "raw_zmq_p99_ms": pct_ms(floor, 0.99),
+                    "raw_zmq_2proc_p50_ms": pct_ms(floor_2proc, 0.5), "raw_zmq_2proc_p99_ms": pct_ms(floor_2proc, 0.99),
                     "raw_zmq_one_way_p50_ms": pct_ms(one_way, 0.5) if one_way else None,
                     "memcpy_p50_ms": pct_ms(copy, 0.5) if copy else None,
                     "gradio_p50_ms": pct_ms(via_gradio, 0.5) if via_gradio else None,
@@ -207,19 +311,21 @@ def run(reps: int) -> dict:
                     "frames_faults_client": faults["frames"][0], "frames_faults_host": faults["frames"][1],
                 }
                 del out
+        tiny = GenerateRequest("x", {"duration_s": 0.001, "seed": 1})
+        small = _small_call(host.address, host.proc.pid, lambda: backend.generate(tiny, ctx), max(reps, 20) * 4)
     finally:
         host.stop()
         if gradio:
             gradio.stop()
     skipped = None if gradio else f"Gradio reference skipped: {GRADIO_PYTHON} has no gradio (./setup.sh --test installs it)"
-    return {"machine": machine.describe(), "model": MODEL, "payloads": rows, "gradio_skipped": skipped}
+    return {"machine": machine.describe(), "model": MODEL, "payloads": rows, "small_call": small, "gradio_skipped": skipped}
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = machine.parse_args(__doc__, argv, default_reps=50)
     report = run(args.reps)
     print(machine.line())
-    print(f"{'payload':<16} {'MB in/out':>10} {'in-proc':>8} {'shm p50':>8} {'frames':>8} {'raw zmq':>8} {'memcpy':>7} "
+    print(f"{'payload':<16} {'MB in/out':>10} {'in-proc':>8} {'shm p50':>8} {'frames':>8} {'raw zmq':>8} {'raw 2p':>7} {'memcpy':>7} "
           f"{'gradio':>8} {'ovh shm':>8} {'ovh frm':>8} {'frm/shm':>7} {'grd/shm':>7} {'faults shm c/h':>15} {'frames c/h':>12}  (ms)")
     for name, r in report["payloads"].items():
         def f(v: float | None, w: int) -> str:
@@ -228,12 +334,19 @@ def main(argv: list[str] | None = None) -> dict:
         vs_gradio = r["gradio_p50_ms"] / r["shm_p50_ms"] if r["gradio_p50_ms"] else None
         mb = f"{r['bytes_in'] / 1e6:.2f}/{r['bytes_out'] / 1e6:.2f}"
         print(f"{name:<16} {mb:>10} {r['in_process_p50_ms']:>8.2f} {r['shm_p50_ms']:>8.2f} {r['frames_p50_ms']:>8.2f} "
-              f"{r['raw_zmq_p50_ms']:>8.2f} {f(r['memcpy_p50_ms'], 7)} {f(r['gradio_p50_ms'], 8)} "
+              f"{r['raw_zmq_p50_ms']:>8.2f} {r['raw_zmq_2proc_p50_ms']:>7.2f} {f(r['memcpy_p50_ms'], 7)} {f(r['gradio_p50_ms'], 8)} "
               f"{r['shm_overhead_p50_ms']:>8.2f} {r['frames_overhead_p50_ms']:>8.2f} {f(ratio, 7)} {f(vs_gradio, 7)} "
               f"{r['shm_faults_client']:>7.0f}/{r['shm_faults_host']:<7.0f} {r['frames_faults_client']:>5.0f}/{r['frames_faults_host']:<6.0f}")
         if r["raw_zmq_one_way_p50_ms"] is not None:
             print(f"{'':<16} raw pyzmq one way of the result's bytes: {r['raw_zmq_one_way_p50_ms']:.2f} ms; "
                   f"shm overhead / one way = {r['shm_overhead_p50_ms'] / r['raw_zmq_one_way_p50_ms']:.2f}")
+    s = report["small_call"]
+    print(f"small call (medians of {s['rounds']} interleaved rounds of {s['reps_per_round']}): in-process {s['in_process_p50_ms']:.3f} ms, "
+          f"raw round trip {s['raw_zmq_p50_ms']:.3f} ms (one process) / {s['raw_zmq_2proc_p50_ms']:.3f} ms (two processes)")
+    for way, label in (("direct", "on the caller's thread"), ("io_thread", "through the I/O thread")):
+        print(f"  {label:<24} p50 {s[f'{way}_p50_ms']:.3f} ms, overhead {s[f'{way}_overhead_p50_ms']:.3f} ms = "
+              f"{s[f'{way}_overhead_vs_raw']:.1f}x / {s[f'{way}_overhead_vs_raw_2proc']:.1f}x the raw round trip, "
+              f"host CPU {s['host_cpu_us_per_call'][way]} us per call")
     if report["gradio_skipped"]:
         print(report["gradio_skipped"])
     return machine.finish(report, args.json)

@@ -19,7 +19,21 @@ large request arrays go into this connection's pool and large results arrive as 
 host's segments, released back to the host when the caller drops them. A new connection to a new
 host (a restart) starts a new pool; $MODELHOST_SHM=0 or ``shm=False`` keeps frames.
 
-A sink is a callable run on the I/O thread with one event: ``("progress", step, total)``,
+A caller alone on the connection skips the hop (``call``): when the I/O thread has nothing in
+flight and nothing queued, it has parked the socket (it polls only its wake-up pipe and the monitor),
+and the caller borrows the socket under ``_sock_lock``, sends, and waits for its reply on it in its
+own thread: two thread wake-ups fewer per call. A borrow is short: the caller hands its request to
+the I/O thread (``adopt``, before anything else queued) when another thread wants the connection
+(submit, cancel, a released segment, close: they interrupt it through a second pipe), when the host
+reports progress or a chunk, when half a heartbeat passes without the final reply, or when its
+deadline is due; from then on it waits for its events as any request does, so heartbeats, the
+liveness check and deadlines stay the I/O thread's. A disconnect seen while a request was borrowed
+fails it as a dead host at adoption. While parked, the I/O thread reads what the host sends
+unasked (shared-memory notes) every half heartbeat, when no caller holds the socket.
+$MODELHOST_DIRECT_CALLS=0 (or ``Connection(direct_calls=False)``) sends every call through the I/O
+thread.
+
+A sink is a callable run on the I/O thread (or the borrowing caller's thread) with one event: ``("progress", step, total)``,
 ``("chunk", body)`` (a streaming generate's audio so far), ``("result", body)`` or ``("error", exception)``. Every submitted request gets exactly one final
 event (result or error): from the host, from its deadline, from the liveness check, or from close.
 """
@@ -61,6 +75,7 @@ for _event in _HANDSHAKE_FAILED:
     _MONITORED |= _event
 _CLOSE_JOIN_S = 2.0  # close() waits this long for the I/O thread, never longer
 SHM_ENV = "MODELHOST_SHM"  # "0": never offer shared memory
+DIRECT_CALLS_ENV = "MODELHOST_DIRECT_CALLS"  # "0": a caller alone never borrows the socket
 CLIENT_POOL_BYTES = 256 << 20  # the most a connection's own segments (request audio) hold
 _HOST = "host"  # the one peer of a connection's pool
 
@@ -87,6 +102,7 @@ class Connection:
         server_key: str | bytes | os.PathLike | None = None,
         client_key: str | os.PathLike | None = None,
         shm_enabled: bool | None = None,
+        direct_calls: bool | None = None,
     ) -> None:
         if heartbeat_s <= 0 or liveness_s <= heartbeat_s:
             raise ValueError(f"need 0 < heartbeat_s < liveness_s, got heartbeat_s={heartbeat_s}, liveness_s={liveness_s}")
@@ -110,11 +126,20 @@ class Connection:
         self._pool: shm.Pool | None = None  # this connection's segments, from the host's accept until a disconnect
         self._shm_sender: shm.Sender | None = None  # read by submit (any thread): set while the host accepts ours
         self._maps: shm.Mappings | None = None  # I/O thread: the host's segments, while we may read them
+        if direct_calls is None:
+            direct_calls = os.environ.get(DIRECT_CALLS_ENV, "1") != "0"
+        self._direct = direct_calls
         self._ids = itertools.count(1)
         self._outbox: deque[tuple] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wake_r, self._wake_w = _pipe()
+        # the socket's owner: the I/O thread while it has work, else a caller borrowing it (``call``)
+        self._sock_lock = threading.Lock()
+        self._borrowing = False  # a caller holds the socket; read by _wake (any thread)
+        self._intr_r, self._intr_w = _pipe()  # interrupts a borrowing caller: someone else needs the socket
+        self._epoch = 0  # I/O thread: disconnects seen; a request borrowed across one is failed at adoption
+        self._sock_open = True  # under _sock_lock: False once the I/O thread closed the socket
+        self._owns = False  # I/O thread: it holds _sock_lock (work in flight), so it may use the socket
+        self.direct_calls = 0  # calls that got their final event on the caller's thread (for tests and benchmarks)
         self._closed = threading.Event()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -130,11 +155,14 @@ class Connection:
             self._sock.connect(self.address.url)
         except zmq.ZMQError as exc:  # e.g. tcp://*:PORT, which a host may bind but nobody can connect to
             self._monitor.close(linger=0)
-            self._sock.close(linger=200 if said else 0)  # the detach note gets a moment to leave
+            self._sock.close(linger=0)
             self._ctx.term()
-            self._wake_r.close()
-            self._wake_w.close()
+            for end in (self._wake_r, self._wake_w, self._intr_r, self._intr_w):
+                end.close()
             raise ValueError(f"cannot connect to {self.address.url}: {exc.strerror}") from None
+        self._borrow_poller = zmq.Poller()  # used by whoever borrows the socket, under _sock_lock
+        self._borrow_poller.register(self._sock, zmq.POLLIN)
+        self._borrow_poller.register(self._intr_r.fileno(), zmq.POLLIN)
         self._thread = threading.Thread(target=self._run, name="modelhost-client-io", daemon=True)
         self._thread.start()
 
@@ -151,6 +179,65 @@ class Connection:
         frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits, shm=self._shm_sender)
         self._outbox.append(("send", request_id, frames, _Pending(sink, time.monotonic() + timeout_s)))
         self._wake()
+        return request_id
+
+    def call(self, kind: str, body: dict[str, Any], sink: Sink, timeout_s: float) -> int:
+        """``submit``, but a caller alone on the connection sends and waits on the socket in its own thread.
+
+        Returns once the request's final event is in ``sink``, or once it was handed to the I/O thread
+        (see the module docstring); either way its events are in ``sink`` as with ``submit``."""
+        if not (self._direct and self._connected and self._refusal is None) or self._outbox:
+            return self.submit(kind, body, sink, timeout_s)
+        if not self._sock_lock.acquire(blocking=False):  # the I/O thread has work in flight
+            return self.submit(kind, body, sink, timeout_s)
+        _drain(self._intr_r)
+        epoch = self._epoch
+        self._borrowing = True
+        try:
+            if self._outbox or not self._sock_open or self._closed.is_set() or not self._connected:
+                request_id = None
+            else:
+                request_id = self._borrowed(kind, body, sink, timeout_s, epoch)
+        finally:
+            self._borrowing = False
+            self._sock_lock.release()
+        if request_id is None:  # another thread got there first: the ordinary way
+            return self.submit(kind, body, sink, timeout_s)
+        return request_id
+
+    def _borrowed(self, kind: str, body: dict[str, Any], sink: Sink, timeout_s: float, epoch: int) -> int:
+        """Send and wait on the borrowed socket (caller's thread, under _sock_lock); hand over what is not done."""
+        if timeout_s is None or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        self._check_socket_file()
+        request_id = next(self._ids)
+        frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits, shm=self._shm_sender)
+        sent_s = time.monotonic()
+        deadline = sent_s + timeout_s
+        entry = _Pending(sink, deadline)
+        not_final = [False]
+
+        def borrowed_sink(event: tuple) -> None:
+            not_final[0] = not_final[0] or event[0] in ("progress", "chunk")
+            sink(event)
+
+        mine = {request_id: _Pending(borrowed_sink, deadline)}
+        self._send(frames)
+        end = min(deadline, time.monotonic() + self._heartbeat_s / 2)
+        while request_id in mine and not not_final[0]:
+            wait_ms = (end - time.monotonic()) * 1000
+            if wait_ms <= 0:
+                break
+            ready = dict(self._borrow_poller.poll(timeout=wait_ms))
+            if self._sock in ready:
+                self._receive(mine)
+            if self._intr_r.fileno() in ready:
+                break
+        if request_id in mine:  # first in the I/O thread's queue: before anything sent after it
+            self._outbox.appendleft(("adopt", request_id, entry, epoch, sent_s))
+            self._wake()
+        else:
+            self.direct_calls += 1
         return request_id
 
     def cancel(self, request_id: int) -> None:
@@ -174,8 +261,8 @@ class Connection:
             log.warning("the modelhost client I/O thread did not stop within %.0f s; not waiting for it", _CLOSE_JOIN_S)
             threading.Thread(target=self._ctx.term, name="modelhost-client-close", daemon=True).start()
             return
-        self._wake_r.close()
-        self._wake_w.close()
+        for end in (self._wake_r, self._wake_w, self._intr_r, self._intr_w):
+            end.close()
         self._ctx.term()
         if self._pool is not None:
             self._pool.close()
@@ -193,32 +280,53 @@ class Connection:
             )
 
     def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (the thread will wake anyway) or closed (we are shutting down)
+        """Wake the I/O thread; and a caller borrowing the socket, which then hands it back."""
+        _poke(self._wake_w)
+        if self._borrowing:
+            _poke(self._intr_w)
 
     # ---- the I/O thread ----
 
     def _run(self) -> None:
         pending: dict[int, _Pending] = {}
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r.fileno(), zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
+        owning = zmq.Poller()  # with work in flight: the socket too
+        owning.register(self._sock, zmq.POLLIN)
+        owning.register(self._wake_r.fileno(), zmq.POLLIN)
+        owning.register(self._monitor, zmq.POLLIN)
+        parked = zmq.Poller()  # idle: the socket is free for a caller to borrow
+        parked.register(self._wake_r.fileno(), zmq.POLLIN)
+        parked.register(self._monitor, zmq.POLLIN)
         last_heard = last_ping = time.monotonic()
         ever_heard = False
+        self._sock_lock.acquire()
+        self._owns = True
         try:
             while not self._closed.is_set():
-                ready = dict(poller.poll(timeout=self._heartbeat_s * 1000 / 2))
+                if not pending and not self._outbox:
+                    if self._owns:
+                        self._owns = False
+                        self._sock_lock.release()
+                elif not self._owns:
+                    self._sock_lock.acquire()  # a borrowing caller hands it back at once (_wake interrupted it)
+                    self._owns = True
+                wait_ms = 0 if self._owns and self._outbox else self._heartbeat_s * 1000 / 2
+                ready = dict((owning if self._owns else parked).poll(timeout=wait_ms))
                 now = time.monotonic()
                 if self._wake_r.fileno() in ready:
-                    self._drain_wake()
+                    _drain(self._wake_r)
                 if self._monitor in ready:
                     self._read_monitor(pending)
+                if not self._owns:
+                    if not self._outbox and not ready and self._sock_lock.acquire(blocking=False):
+                        try:  # idle for half a heartbeat: read what the host sent unasked (shm notes)
+                            self._receive(pending)
+                        finally:
+                            self._sock_lock.release()
+                    continue
                 if self._outbox:
-                    if not pending:
-                        last_heard = now  # idle until now: the liveness clock starts with this work
+                    if not pending:  # idle until now: the liveness clock starts with this work (a borrow: when it was sent)
+                        first = self._outbox[0]
+                        last_heard = first[4] if first[0] == "adopt" else now
                     self._send_outbox(pending)
                 if self._sock in ready:
                     heard = self._receive(pending)
@@ -238,6 +346,8 @@ class Connection:
             log.exception("modelhost client I/O thread failed")
             self._fail_all(pending, HostUnavailableError(f"client I/O thread failed: {exc!r}"))
         finally:
+            if not self._owns:  # a borrowing caller was interrupted by close(): it hands the socket back
+                self._owns = self._sock_lock.acquire(timeout=_CLOSE_JOIN_S)
             said = self._say_detach()
             self._outbox_fail_remaining(pending)
             self._fail_all(pending, HostUnavailableError("this client is closed"))
@@ -247,13 +357,9 @@ class Connection:
                 pass  # close() gave up waiting for this thread and terminated the context meanwhile
             self._monitor.close(linger=0)
             self._sock.close(linger=200 if said else 0)  # the detach note gets a moment to leave
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+            self._sock_open = False
+            if self._owns:
+                self._sock_lock.release()
 
     def _send(self, frames: list[Any]) -> None:
         self._sock.send_multipart(frames, copy=False)
@@ -265,7 +371,15 @@ class Connection:
             if item[0] != "release" and releases:  # segments dropped before this request: the host may reuse them for it
                 self._notify({"release": releases})
                 releases = []
-            if item[0] == "send":
+            if item[0] == "adopt":  # a borrowing caller's request, already sent
+                _, request_id, entry, epoch, _ = item
+                if epoch != self._epoch:  # the connection closed while it was borrowed
+                    _deliver(entry, ("error", self._host_dead_error(1)))
+                elif self._refusal is not None and not self._connected:
+                    _deliver(entry, ("error", self._refusal))
+                else:
+                    pending[request_id] = entry
+            elif item[0] == "send":
                 _, request_id, frames, entry = item
                 if self._refusal is not None and not self._connected:
                     _deliver(entry, ("error", self._refusal))  # the host refused this client: it would wait in vain
@@ -364,17 +478,26 @@ class Connection:
                     self._attach(recv=False)
             elif kind == zmq.EVENT_DISCONNECTED and self._connected:
                 self._connected = False
-                self._receive(pending)  # replies that arrived before the connection closed still count
+                self._epoch += 1
+                if self._owns:
+                    self._receive(pending)  # replies that arrived before the connection closed still count
+                elif self._borrowing:
+                    _poke(self._intr_w)  # a borrowed request hears of the disconnect at its adoption
                 self._detach()
                 if pending:
-                    self._fail_all(pending, HostDeadError(
-                        f"the host at {self.address.url} stopped answering: its connection closed with "
-                        f"{len(pending)} request(s) in flight (killed or crashed?); restart it with `modelhost serve`"
-                    ))
+                    self._fail_all(pending, self._host_dead_error(len(pending)))
             elif kind in _HANDSHAKE_FAILED:
                 self._connected = False
+                if self._borrowing:
+                    _poke(self._intr_w)
                 self._refusal = HostUnreachableError(self._refusal_message(kind, event["value"]))
                 self._fail_all(pending, self._refusal)
+
+    def _host_dead_error(self, in_flight: int) -> HostDeadError:
+        return HostDeadError(
+            f"the host at {self.address.url} stopped answering: its connection closed with "
+            f"{in_flight} request(s) in flight (killed or crashed?); restart it with `modelhost serve`"
+        )
 
     def _refusal_message(self, kind: int, value: int) -> str:
         url, curve = self.address.url, self._curve
@@ -471,10 +594,35 @@ class Connection:
             item = self._outbox.popleft()
             if item[0] == "send":
                 pending[item[1]] = item[3]
+            elif item[0] == "adopt":
+                pending[item[1]] = item[2]
 
 
 def _ignore(event: tuple) -> None:
     pass
+
+
+def _pipe() -> tuple[socket.socket, socket.socket]:
+    """A non-blocking socketpair: one thread pokes, another polls the read end."""
+    read, write = socket.socketpair()
+    read.setblocking(False)
+    write.setblocking(False)
+    return read, write
+
+
+def _poke(write: socket.socket) -> None:
+    try:
+        write.send(b"\0")
+    except (BlockingIOError, OSError):
+        pass  # the pipe is full (the reader wakes anyway) or closed (we are shutting down)
+
+
+def _drain(read: socket.socket) -> None:
+    """Empty a pipe's read end: one read of what a burst of pokes left (a rare overflow wakes the poll again)."""
+    try:
+        read.recv(4096)
+    except (BlockingIOError, OSError):
+        pass
 
 
 def _deliver(entry: _Pending, event: tuple) -> None:

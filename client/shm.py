@@ -31,8 +31,9 @@ into warm pages and no page faults on either side. Sizes are powers of two from 
 a pool never holds more than ``max_bytes``; when it cannot place an array it returns None and the
 wire sends that array as a ZeroMQ frame, as before. Linux only (``available()``).
 
-Threads: ``Pool`` is used by any thread (a lock guards it); ``Mappings`` by its connection's I/O
-thread; ``Lease`` finalizers run in any thread and only call the ``on_release`` they were given.
+Threads: ``Pool`` is used by any thread (a lock guards it); ``Mappings`` by whichever thread holds
+its connection's socket (the I/O thread, or a caller borrowing it: one at a time); ``Lease``
+finalizers run in any thread and only call the ``on_release`` they were given.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """``Client``: the blocking client. Thread-safe: many threads may share one instance.
 
 Each call waits in the caller's thread for its events (progress callbacks run there too, never on
-the I/O thread). Every call has a timeout; a dead host raises ``HostDeadError`` within the
-liveness window instead of hanging.
+the I/O thread). A blocking call (``generate``, ``load``, ``ps``, ...) made while no other request
+is in flight on this client sends and receives on the caller's thread (``Connection.call``); one
+started with ``submit`` or ``stream``, or beside others, goes through the connection's I/O thread.
+Every call has a timeout; a dead host raises ``HostDeadError`` within the liveness window instead of
+hanging.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ from modelhost.client.errors import InternalError, RequestError
 class Job:
     """A submitted request: wait for it with ``result()``, stop it with ``cancel()``."""
 
-    def __init__(self, conn: Connection, kind: str, body: dict[str, Any], timeout_s: float) -> None:
+    def __init__(self, conn: Connection, kind: str, body: dict[str, Any], timeout_s: float, *, blocking: bool = False) -> None:
+        """``blocking``: the caller waits for it next (``generate``, control calls): it may run on the caller's thread."""
         self._conn = conn
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._timeout_s = timeout_s
         self._final: tuple | None = None
-        self.id = conn.submit(kind, body, self._events.put, timeout_s)
+        self.id = (conn.call if blocking else conn.submit)(kind, body, self._events.put, timeout_s)
 
     def cancel(self) -> None:
         """Ask the host to stop this request; ``result()`` then raises CancelledError (unless it won the race)."""
@@ -65,10 +69,11 @@ class Job:
 class GenerateJob(Job):
     """A submitted generate request; ``result()`` gives a ``GenerateResult``."""
 
-    def __init__(self, conn: Connection, model: str, body: dict[str, Any], timeout_s: float, progress: ProgressFn | None) -> None:
+    def __init__(self, conn: Connection, model: str, body: dict[str, Any], timeout_s: float, progress: ProgressFn | None,
+                 *, blocking: bool = False) -> None:
         self.model = model
         self._progress = progress
-        super().__init__(conn, "generate", body, timeout_s)
+        super().__init__(conn, "generate", body, timeout_s, blocking=blocking)
 
     def result(self) -> GenerateResult:
         return calls.generate_result(self.model, self.wait(self._progress))
@@ -200,10 +205,9 @@ class Client:
         keep_alive_s: float | None = None,
     ) -> GenerateResult:
         """Generate audio with ``model``; ``progress(step, total)`` is called as the host reports progress."""
-        return self.submit(
-            model, prompt, audio=audio, sample_rate=sample_rate, params=params, progress=progress, timeout_s=timeout_s,
-            keep_alive_s=keep_alive_s,
-        ).result()
+        timeout_s = timeout_s or calls.GENERATE_TIMEOUT_S
+        body = calls.generate_body(model, prompt, audio, sample_rate, params, timeout_s, keep_alive_s, False, None)
+        return GenerateJob(self._conn, model, body, timeout_s, progress, blocking=True).result()
 
     def load(self, model: str, *, timeout_s: float | None = None, keep_alive_s: float | None = None) -> dict[str, Any]:
         """Load ``model`` now (instead of on first use); ``keep_alive_s`` may extend (never shorten) its keep-alive."""
@@ -240,7 +244,7 @@ class Client:
         return bool(self._call("cancel", {"target": request_id}, timeout_s)["cancelled"])
 
     def _call(self, kind: str, body: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
-        return Job(self._conn, kind, body, timeout_s or self.timeout_s).wait()
+        return Job(self._conn, kind, body, timeout_s or self.timeout_s, blocking=True).wait()
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""

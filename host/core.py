@@ -3,9 +3,16 @@
 Runs in the thread ``modelhost-core``. Other threads only post events to its inbox: the I/O thread
 posts decoded requests and dead peers, workers post ``Report``s, the main thread posts controls
 (drain, cancel all, stop). The loop takes an event, changes its state, hands commands to model
-workers, and sends every final reply itself through ``_finish`` (idempotent: a job's reply goes out
+workers, and sends every final reply itself through ``_done`` (idempotent: a job's reply goes out
 once, by construction). Timed work (deadlines, keep-alive expiry, catalog rescans) sits on a heap
-and costs nothing until it is due.
+and costs nothing until it is due; the deadlines of jobs that already ended are swept out of it once
+they are most of it (a small call's deadline is minutes away, so they would pile up for minutes).
+
+One turn of the loop handles what is waiting, then publishes (the ``ps`` rows of the models it
+touched, built once per turn, and the counts), then lets go of the replies and worker commands it
+queued during the turn. Sent last, they find the other threads free to run at once: the I/O thread
+or worker they wake does not wait for the rest of this turn's bookkeeping (one interpreter lock),
+and a reply never reaches a client before the state it reports is readable.
 
 Memory: before a load starts, its estimated bytes (the model's last measured size, else the
 catalog hint, else the backend's estimate from its files, plus its reserve) are reserved on its
@@ -94,13 +101,16 @@ class Core:
                  metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self._send = reply
+        self._reply = reply
+        self._outgoing: list[tuple] = []  # this turn's replies, commands and control acks, in order (_let_go)
+        self._dirty_models: dict[str, None] = {}  # models whose ps row this turn changed, in order (_publish_rows)
         self.catalog = catalog or Catalog(config.models)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sched = Scheduler()
         self._models: dict[str, Model] = {}
         self._workers: dict[str, Worker] = {}
         self._timers: list[tuple[float, int, str, Any]] = []
+        self._ended_deadlines = 0  # deadline entries in _timers whose job already replied
         self._seq = itertools.count()
         self._internal_ids = itertools.count(1)
         self._peer_jobs: dict[bytes, int] = {}
@@ -119,6 +129,7 @@ class Core:
         self.thread = threading.Thread(target=self._loop, name="modelhost-core", daemon=True)
         for spec in self.catalog.scan().values():
             self._add_model(spec)  # every backend's options are checked here, before the host serves
+        self._publish_rows()
 
     # ---- any thread ----
 
@@ -235,11 +246,31 @@ class Core:
                             break
                 self._fire_timers(time.monotonic())
                 self._pump()
+                self._publish_rows()
                 self._publish_counts()
             except Exception:  # a core bug must not end the host; the event's job, if any, still gets its reply
                 log.critical("the core loop failed on %r", event, exc_info=True)
+            self._let_go()
             if self._stopping:
                 return
+
+    def _send(self, peer: bytes, kind: str, request_id: int, body: dict[str, Any]) -> None:
+        """Queue a reply; it leaves at the end of this turn (``_let_go``)."""
+        self._outgoing.append((peer, kind, request_id, body))
+
+    def _let_go(self) -> None:
+        """Send this turn's replies, hand out its worker commands and acknowledge its controls, in order."""
+        outgoing, self._outgoing = self._outgoing, []
+        for item in outgoing:
+            try:
+                if len(item) == 4:
+                    self._reply(*item)
+                elif isinstance(item[0], Worker):
+                    item[0].send(item[1])
+                else:
+                    item[0].set()
+            except Exception:  # one failed hand-off must not keep back the others
+                log.critical("the core could not hand off %r", item[:2], exc_info=True)
 
     def _handle(self, event: Any) -> None:
         if isinstance(event, Report):
@@ -329,7 +360,7 @@ class Core:
             raise
         model = Model(spec, backend)
         self._models[spec.name] = model
-        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._send, self.metrics)
+        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._reply, self.metrics)
         if serving:
             self._workers[spec.name].start()
         self._dirty(model)
@@ -519,7 +550,7 @@ class Core:
 
     def _command(self, model: Model, command: Command) -> None:
         model.command = command.op
-        self._workers[model.name].send(command)
+        self._outgoing.append((self._workers[model.name], command))
         self._dirty(model)
 
     # ---- reports from the workers ----
@@ -600,7 +631,8 @@ class Core:
             if report.report is not None and report.report != model.report:
                 model.report = report.report
                 self._dirty_sharers(model)
-            model.details = report.details
+            if report.details is not None:
+                model.details = report.details
         retry = []
         rows = report.rows or [Row(job, False, error=report.error) for job in jobs]  # a worker bug: every row hears
         for row in rows:
@@ -633,6 +665,8 @@ class Core:
             return
         job.replied = True
         job.body = {}  # its arrays go now, not when its deadline timer (up to timeout_s later) lets go of the job
+        if math.isfinite(job.deadline_s):
+            self._ended_deadline()
         if job.state == RUNNING:
             self._sched.finish(job)
         self._job_gone(job)
@@ -659,6 +693,14 @@ class Core:
 
     def _timer(self, when: float, kind: str, item: Any) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, item))
+
+    def _ended_deadline(self) -> None:
+        """A job with a deadline timer ended; once such entries are most of the heap, drop them (O(n), amortized O(1))."""
+        self._ended_deadlines += 1
+        if self._ended_deadlines > 256 and 2 * self._ended_deadlines > len(self._timers):
+            self._timers = [t for t in self._timers if not (t[2] == "deadline" and t[3].replied)]
+            heapq.heapify(self._timers)
+            self._ended_deadlines = 0
 
     def _fire_timers(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -715,10 +757,10 @@ class Core:
             for job in self._sched.cancel_all("shutdown") + list(self._sched.running.values()):
                 self._done_error(job, stop_error("shutdown"))  # running ones had their grace; they end now
             for worker in self._workers.values():
-                worker.send(Command("stop"))
+                self._outgoing.append((worker, Command("stop")))
             self._state = "stopped"
             self._stopping = True
-        control.done.set()
+        self._outgoing.append((control.done,))  # set once this turn's replies are queued at the I/O thread
 
     def _next_preload(self) -> None:
         while self._preload_left:
@@ -762,11 +804,19 @@ class Core:
                 self._dirty(other)
 
     def _dirty(self, model: Model) -> None:
-        row = self._row(model)
-        if model.name in self.rows:
-            self.rows[model.name] = row  # an existing key: readers iterating a copy are safe
-        else:
-            self.rows = {**self.rows, model.name: row}
+        self._dirty_models[model.name] = None
+
+    def _publish_rows(self) -> None:
+        """The ps rows of the models this turn touched, each built once; a new model's row goes last (catalog order)."""
+        if not self._dirty_models:
+            return
+        names, self._dirty_models = self._dirty_models, {}
+        for name in names:
+            row = self._row(self._models[name])
+            if name in self.rows:
+                self.rows[name] = row  # an existing key: readers iterating a copy are safe
+            else:
+                self.rows = {**self.rows, name: row}
 
     def _publish_counts(self) -> None:
         self.jobs = (self._sched.queued(), len(self._sched.running))

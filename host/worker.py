@@ -8,6 +8,12 @@ unload, offload to the warm tier, restore, stop. The worker does the call and
 posts one ``Report`` back to the core, which decides what happens next and sends every final reply.
 Only progress and a streaming request's chunk events go straight out (they are not final and carry
 no decision).
+
+After a run the worker reads the model's size and details again (a run may grow what a model holds:
+RVC loads FCPE or RMVPE on first use), but not on every short run: only after one that took
+``REFRESH_AFTER_RUN_S`` or more (loading anything takes longer) or once ``REFRESH_EVERY_S`` passed
+since the last reading; walking a model's parameters would otherwise cost a small call more than
+its own work.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from modelhost.host.metrics import Metrics
 from modelhost.host.scheduler import Job
 
 log = logging.getLogger("modelhost.worker")
+REFRESH_AFTER_RUN_S = 0.02
+REFRESH_EVERY_S = 1.0
 
 # reply(peer, kind, request_id, body): sends one message to a client; thread-safe.
 Reply = Callable[[bytes, str, int, dict], None]
@@ -70,7 +78,7 @@ class Report:
     report: MemoryReport | None = None  # the measured size after a load or restore
     seconds: float = 0.0  # how long the load / restore took
     delta_bytes: int = 0  # allocator (CUDA) or RSS (CPU) growth during a load
-    details: dict[str, Any] = field(default_factory=dict)  # the backend's facts for ps, after a load or a run
+    details: dict[str, Any] | None = field(default_factory=dict)  # the backend's facts for ps; None: a run did not read them
     rows: list[Row] = field(default_factory=list)  # a run: one per job, in the command's order
     peak_rise_bytes: int = 0  # a run: how far memory rose above its start (PeakMeter) while it ran
 
@@ -89,6 +97,7 @@ class Worker:
         self._ops: dict[str, Callable[[Command], Report]] = {
             "load": self._load, "run": self._run_command, "unload": self._unload,
             "offload": self._offload, "restore": self._restore}
+        self._next_refresh_s = 0.0  # a run after this reads the model's size and details again
         self.thread = threading.Thread(target=self._loop, name=f"modelhost-model-{name}", daemon=True)
 
     def start(self) -> None:
@@ -136,6 +145,7 @@ class Worker:
             if not oom:
                 log.warning("model %s failed to load", self.name, exc_info=True)
             return Report(self.name, command, False, error=err, oom=oom)
+        self._next_refresh_s = 0.0
         return Report(self.name, command, True, report=report, seconds=seconds, delta_bytes=delta,
                       details=self._details())
 
@@ -169,9 +179,13 @@ class Worker:
                 rows = [self._run_alone(jobs[0], started_ns, 1)]
             else:
                 rows = self._run_batch(jobs, started_ns, command.device or "cpu")
-        # a run may have grown what the model holds (RVC loads FCPE or RMVPE on first use)
-        return Report(self.name, command, any(r.ok for r in rows), report=self._quiet_report(),
-                      details=self._details(), rows=rows, peak_rise_bytes=meter.rise_bytes if meter else 0)
+        report, details = None, None
+        now = time.monotonic()
+        if now >= self._next_refresh_s or (time.monotonic_ns() - started_ns) / 1e9 >= REFRESH_AFTER_RUN_S:
+            report, details = self._quiet_report(), self._details()  # what the run may have grown
+            self._next_refresh_s = now + REFRESH_EVERY_S
+        return Report(self.name, command, any(r.ok for r in rows), report=report,
+                      details=details, rows=rows, peak_rise_bytes=meter.rise_bytes if meter else 0)
 
     def _run_alone(self, job: Job, started_ns: int, batch_rows: int) -> Row:
         try:
@@ -229,6 +243,7 @@ class Worker:
             return Report(self.name, command, False, oom=oom, error=(OutOfMemoryError if oom else LoadFailedError)(
                 f"model {self.name!r} failed to come back from the warm tier: {type(exc).__name__}: {exc}"))
         seconds = time.perf_counter() - start
+        self._next_refresh_s = 0.0
         log.info("swapped %s into %s in %.3f s", self.name, command.device, seconds)
         return Report(self.name, command, True, seconds=seconds)
 

@@ -81,9 +81,13 @@ def test_ipc_benchmark_smoke(tmp_path) -> None:
     assert report["payloads"]["10s_result"]["raw_zmq_one_way_p50_ms"] > 0
     for name, row in report["payloads"].items():
         assert row["shm_p50_ms"] > 0 and row["frames_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
+        assert row["raw_zmq_2proc_p50_ms"] > 0
         assert row["shm_faults_client"] >= 0 and row["frames_faults_host"] >= 0
         assert name == "empty" or row["memcpy_p50_ms"] > 0
         assert report["gradio_skipped"] or name == "10s_result" or row["gradio_p50_ms"] > 0
+    small = report["small_call"]
+    assert small["direct_p50_ms"] > 0 and small["io_thread_p50_ms"] > 0 and small["raw_zmq_2proc_p50_ms"] > 0
+    assert set(small["host_cpu_us_per_call"]) == {"direct", "io_thread"}
 
 
 def test_light_ui_benchmark_smoke(tmp_path) -> None:
