@@ -36,7 +36,7 @@ with the client through ``client.address``). A catalog file is TOML::
     width = 256                    # any other key belongs to the backend, which checks it
 
     [ray]                          # optional: the models run as Ray Serve deployments (``serve --ray``)
-    address = "auto"               # an existing cluster ("auto", "ray://HEAD:10001"); omitted: a local Ray
+    address = "auto"               # an existing cluster this machine is a node of ("auto", "HEAD:6379"); omitted: a local Ray
     [ray.models.synth]             # per model (or voice-folder table), every key optional
     num_replicas = 2               # or min_replicas / max_replicas (autoscaling on ongoing requests)
     num_cpus = 1                   # Ray resources per replica (defaults: 1 GPU for a cuda model, else 1 CPU)
@@ -318,7 +318,7 @@ def _parse_ray(table: Any, model_tables: dict[str, Any], models: dict[str, Model
         raise ConfigError(f"{source}: unknown keys in [ray]: {sorted(bad)}; known: {sorted(_RAY_KEYS)}")
     address = table.get("address")
     if address is not None and (not isinstance(address, str) or not address):
-        raise ConfigError(f"{source}: [ray] address must be a Ray address like \"auto\" or \"ray://HEAD:10001\" "
+        raise ConfigError(f"{source}: [ray] address must be a Ray address like \"auto\" or \"HEAD:6379\" "
                           "(omit it for a local Ray)")
     tables = table.get("models", {})
     if not isinstance(tables, dict):
@@ -366,7 +366,11 @@ def _ray_deployment(entry: Any, where: str) -> RayDeployment:
 
 
 def _check_ray(config: HostConfig) -> HostConfig:
-    """What a Ray host cannot do: serve a TTS-WebUI's folders (they live on this machine only)."""
+    """What a Ray host cannot do: serve a TTS-WebUI's folders (they live on this machine only), or go
+    through Ray Client (``ray://``), where Serve cannot stream responses."""
+    if config.ray is not None and (config.ray.address or "").startswith("ray://"):
+        raise ConfigError(f"{config.source}: Ray address {config.ray.address}: through Ray Client (ray://) Serve cannot "
+                          "stream replies; run the host on a node of the cluster and use --ray auto (or HEAD:6379)")
     if config.ray is not None and config.webui is not None:
         raise ConfigError(f"{config.source}: --webui / [webui] serves a WebUI's folders from this machine and cannot run "
                           "on Ray; list the models in [models.NAME] tables, or serve the WebUI without --ray")

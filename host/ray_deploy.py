@@ -86,9 +86,10 @@ def replica_budgets(budgets: dict[str, float | int], actor: dict[str, Any]) -> d
     return out
 
 
-def fingerprint(spec: ModelSpec, options: dict[str, Any], budgets: dict[str, float | int]) -> str:
-    """What a running deployment was built from: a front end that finds the same one keeps it warm."""
-    what = {"version": __version__, "spec": asdict(spec), "options": options, "budgets": budgets}
+def fingerprint(config: HostConfig, options: dict[str, Any]) -> str:
+    """What a running deployment was built from (its replica config, ``replica_config``, and its Serve
+    options): a front end that finds the same one keeps it warm."""
+    what = {"version": __version__, "config": asdict(config), "options": options}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 

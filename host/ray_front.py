@@ -32,6 +32,7 @@ from modelhost.client import wire
 from modelhost.client.errors import (
     BadRequestError,
     DeadlineExceededError,
+    DuplicateIdError,
     InternalError,
     LoadFailedError,
     ReplicaLostError,
@@ -43,7 +44,7 @@ from modelhost.host import __version__
 from modelhost.host.backends import create_backend, stop_error
 from modelhost.host.config import HostConfig, ModelSpec
 from modelhost.host.metrics import Metrics
-from modelhost.host.model import FAILED, LOADING, Model
+from modelhost.host.model import FAILED, LOADING, UNLOADED, Model
 from modelhost.host.ray_deploy import (
     ModelReplica,
     app_name,
@@ -85,8 +86,11 @@ class _Forward:
     peer: bytes
     msg: wire.Message
     model: str
+    received_ns: int
     task: asyncio.Task | None = None
     response: Any = None
+    ended: bool = False  # the front end ended it (cancel, client gone, shutdown, a failed deployment)
+    replica_final: bool = False  # the replica sent its final reply: nothing left to cancel there
 
 
 class RayFront:
@@ -132,10 +136,17 @@ class RayFront:
         self.thread.start()
 
     def post(self, peer: bytes, msg: wire.Message, received_ns: int) -> None:
-        self._loop.call_soon_threadsafe(self._on_request, peer, msg)
+        try:
+            self._loop.call_soon_threadsafe(self._on_request, peer, msg, received_ns)
+        except RuntimeError:  # the loop has ended: the host is stopping
+            self._send(peer, "error", msg.id, wire.error_body(ShuttingDownError(
+                "the host is shutting down and takes no new work; retry once it is back")))
 
     def peer_gone(self, peer: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._on_peer_gone, peer)
+        try:
+            self._loop.call_soon_threadsafe(self._on_peer_gone, peer)
+        except RuntimeError:  # the loop has ended: nothing of that peer's is in flight
+            pass
 
     def control(self, op: str, timeout_s: float = 30.0) -> bool:
         """``drain``, ``cancel_all`` or ``stop``, done on the loop thread; False if it took longer than ``timeout_s``."""
@@ -217,7 +228,10 @@ class RayFront:
                 if not dep.ready.is_set():
                     self._fail(dep, f"deploying on Ray failed: {exc}")
         while not self._stop.is_set():
-            await self._refresh()
+            try:
+                await self._refresh()
+            except Exception:  # a Ray or front-end hiccup must not end the loop that owns the requests
+                log.error("refreshing the deployments' status failed", exc_info=True)
             try:
                 await asyncio.wait_for(self._stop.wait(), _STATUS_S)
             except TimeoutError:
@@ -263,11 +277,12 @@ class RayFront:
         for dep in self._deployments.values():
             options = self._options(dep)
             budgets = replica_budgets(self.config.budgets, options["ray_actor_options"])
-            mark = fingerprint(dep.spec, options, budgets)
+            config = replica_config(dep.spec, self.config, budgets)
+            mark = fingerprint(config, options)
             if self._running_fingerprint(dep.app) == mark:
                 log.info("%s: keeping the running deployment %s (same catalog entry)", dep.spec.name, dep.app)
                 continue
-            app = serve.deployment(ModelReplica, **options).bind(replica_config(dep.spec, self.config, budgets), mark)
+            app = serve.deployment(ModelReplica, **options).bind(config, mark)
             targets.append(serve.RunTarget(app, name=dep.app, route_prefix=None))
             log.info("%s: deploying %s (%s)", dep.spec.name, dep.app, options)
         if targets:
@@ -317,13 +332,17 @@ class RayFront:
         for dep in self._deployments.values():
             app_status, message, dep.replica_states = status.get(dep.app, ("NOT_STARTED", "", {}))
             dep.status = app_status
-            if app_status == "RUNNING" and dep.handle is None:
-                dep.handle = await asyncio.to_thread(self._handle, dep.app)
+            if app_status == "RUNNING":
+                if dep.handle is None:
+                    dep.handle = await asyncio.to_thread(self._handle, dep.app)
+                    log.info("%s: running on Ray (%s)", dep.spec.name, dep.replica_states)
                 dep.error = None
                 dep.ready.set()
-                log.info("%s: running on Ray (%s)", dep.spec.name, dep.replica_states)
-            elif app_status == "DEPLOY_FAILED" and dep.handle is None and dep.error is None:
+            elif app_status == "DEPLOY_FAILED" and dep.error is None:  # terminal until redeployed: fail fast
                 self._fail(dep, _why(message))
+                for key, forward in list(self._inflight.items()):
+                    if forward.model == dep.spec.name:
+                        self._end(key, LoadFailedError(f"{dep.spec.name} is not running on Ray: {dep.error}"))
             if dep.handle is not None and dep.replica_states.get("RUNNING"):
                 try:
                     dep.row = await asyncio.wait_for(self._ask_row(dep), _ROW_TIMEOUT_S)
@@ -346,7 +365,14 @@ class RayFront:
         running = sum(1 for f in self._inflight.values() if f.model == dep.spec.name)
         base = dep.row if dep.row is not None and dep.error is None else dep.model.build_row(0, 0, {})
         live = dep.replica_states.get("RUNNING", 0)
-        state = base["state"] if dep.handle is not None and live else (FAILED if dep.error else LOADING)
+        if dep.error:
+            state = FAILED
+        elif dep.handle is not None and live:
+            state = base["state"]
+        elif dep.status == "RUNNING" and self._ray.deployment(dep.spec.name).autoscaling:
+            state = UNLOADED  # scaled to zero replicas: Serve starts one for the next request
+        else:
+            state = LOADING
         device = f"{base['device']}@{base['node']}" if "node" in base else base["device"]  # as devices() names it
         return {**base, "state": state, "device": device, "error": dep.error if dep.error else base.get("error"), "queued": 0,
                 "running": running, "replicas": live,
@@ -363,7 +389,7 @@ class RayFront:
 
     # ---- requests (loop thread) ----
 
-    def _on_request(self, peer: bytes, msg: wire.Message) -> None:
+    def _on_request(self, peer: bytes, msg: wire.Message, received_ns: int) -> None:
         try:
             if msg.kind == "cancel":
                 self._send(peer, "result", msg.id, {"cancelled": self._cancel((peer, msg.body["target"]), "cancelled")})
@@ -374,13 +400,13 @@ class RayFront:
                 raise ShuttingDownError("the host is shutting down and takes no new work; retry once it is back")
             key = (peer, msg.id)
             if key in self._inflight:
-                raise BadRequestError(f"request id {msg.id} is already in use by a running request of this client; "
-                                      "use a new id for each request")
+                raise DuplicateIdError(f"request id {msg.id} is already in use by a running request of this client; "
+                                       "use a new id for each request")
             name = msg.body["model"]
             if name not in self._deployments:
                 raise UnknownModelError(f"no model named {name!r} in this host's catalog; known: "
                                         f"{', '.join(sorted(self._deployments)) or 'none'}")
-            forward = _Forward(peer, msg, name)
+            forward = _Forward(peer, msg, name, received_ns)
             self._inflight[key] = forward
             forward.task = self._loop.create_task(self._forward(key, forward))
             self._publish_counts()
@@ -390,15 +416,15 @@ class RayFront:
     async def _forward(self, key: tuple[bytes, int], forward: _Forward) -> None:
         msg, dep = forward.msg, self._deployments[forward.model]
         timeout_s = float(msg.body.get("timeout_s") or DEFAULT_TIMEOUT_S)
+        deadline_s = forward.received_ns / 1e9 + timeout_s  # monotonic: the request's own deadline, as the core keeps it
         try:
             async with asyncio.timeout(timeout_s + _DEADLINE_GRACE_S):
                 await dep.ready.wait()
                 if dep.error is not None:
                     raise LoadFailedError(f"{forward.model} is not running on Ray: {dep.error}")
-                await self._stream(key, forward, dep)
+                await self._stream(key, forward, dep, deadline_s)
         except asyncio.CancelledError:
-            if forward.response is not None:
-                forward.response.cancel()  # the replica's core stops the job; whoever cancelled sent the reply
+            pass  # the front end ended it (and sent its reply); the finally cancels the replica's job
         except TimeoutError:
             self._finish(key, "error", wire.error_body(DeadlineExceededError(
                 f"no reply from the Ray replica of {forward.model} within the request's timeout_s ({timeout_s:.0f} s)")))
@@ -408,35 +434,57 @@ class RayFront:
             log.error("request %d for %s failed in the Ray front end", msg.id, forward.model, exc_info=True)
             self._finish(key, "error", wire.error_body(InternalError(f"the Ray front end failed: {exc!r}")))
         finally:
-            if forward.response is not None and key in self._inflight:
-                forward.response.cancel()
+            if forward.response is not None and not forward.replica_final:
+                forward.response.cancel()  # the replica's core stops the job (or Serve drops it from its queue)
             self._finish(key, "error", wire.error_body(InternalError("the Ray front end ended a request without a reply")))
 
-    async def _stream(self, key: tuple[bytes, int], forward: _Forward, dep: _Deployment) -> None:
-        """Send the request to a replica and pass its events on; one more try if the replica died before any audio."""
+    async def _stream(self, key: tuple[bytes, int], forward: _Forward, dep: _Deployment, deadline_s: float) -> None:
+        """Send the request to a replica and pass its events on. One more try when the replica was lost (or
+        was shutting down) before any audio was sent; else ``replica_lost``."""
         from ray.exceptions import RayActorError
 
         streamed, tries = False, 0
         while True:
             tries += 1
-            forward.response = dep.handle.options(stream=True).call.remote(forward.msg.kind, forward.msg.body)
+            body = forward.msg.body
+            if forward.msg.kind in ("generate", "load", "unload"):  # what is left of the request's own time
+                body = {**body, "timeout_s": max(0.001, deadline_s - time.monotonic())}
+            if forward.response is not None:
+                forward.response.cancel()  # an earlier try's replica, if it still runs it
+            forward.response = dep.handle.options(stream=True).call.remote(forward.msg.kind, body)
             try:
-                async for kind, body in forward.response:
+                async for kind, event in forward.response:
                     if kind in wire.FINAL_REPLY_KINDS:
-                        self._finish(key, kind, body)
+                        forward.replica_final = True
+                        if kind == "error" and event.get("code") == "shutting_down" and self._retry(forward, streamed, tries):
+                            break  # that replica was being removed; Serve has others, or starts one
+                        self._finish(key, kind, event)
                         return
                     streamed = streamed or kind == "chunk"
-                    self._send(forward.peer, kind, forward.msg.id, body)
+                    self._send(forward.peer, kind, forward.msg.id, event)
+                else:
+                    raise InternalError(f"the Ray replica of {forward.model} ended the request without a final reply")
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling() or forward.ended:
+                    raise  # ours: a cancel, the client gone, shutdown, or the deadline
+                why = "Serve cancelled it on the replica"  # e.g. a replica removed while it ran the request
+                if not self._retry(forward, streamed, tries):
+                    raise self._lost(forward, why) from None
             except RayActorError as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                if streamed or tries > 1:
-                    raise ReplicaLostError(
-                        f"the Ray replica running {forward.model} died during this request ({first_line}); Ray starts "
-                        f"a new one; send the request again") from None
-                log.warning("%s: a replica died during request %d (%s); sending it once more",
-                            forward.model, forward.msg.id, first_line)
-                continue
-            raise InternalError(f"the Ray replica of {forward.model} ended the request without a final reply")
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if not self._retry(forward, streamed, tries):
+                    raise self._lost(forward, why) from None
+            forward.replica_final = False
+            log.warning("%s: the replica running request %d was lost; sending it once more", forward.model, forward.msg.id)
+
+    def _retry(self, forward: _Forward, streamed: bool, tries: int) -> bool:
+        """A request is sent once more only when nothing of its audio went out, once, and while the host serves."""
+        return not streamed and tries == 1 and self._state == "running" and not forward.ended
+
+    @staticmethod
+    def _lost(forward: _Forward, why: str) -> ReplicaLostError:
+        return ReplicaLostError(f"the Ray replica running {forward.model} died during this request ({why}); Ray "
+                                "starts a new one; send the request again")
 
     def _finish(self, key: tuple[bytes, int], kind: str, body: dict[str, Any]) -> None:
         """The request's one final reply; later calls for the same request do nothing."""
@@ -444,14 +492,21 @@ class RayFront:
         if forward is None:
             return
         self._send(forward.peer, kind, forward.msg.id, body)
+        outcome = "result" if kind == "result" else str(body.get("code", "error"))
+        self.metrics.record_done(forward.model, forward.msg.kind, outcome, (time.monotonic_ns() - forward.received_ns) / 1e9)
         self._publish_counts()
         self._publish(self._deployments[forward.model])
 
     def _cancel(self, key: tuple[bytes, int], reason: str) -> bool:
+        return self._end(key, stop_error(reason))
+
+    def _end(self, key: tuple[bytes, int], error: BaseException) -> bool:
+        """The front end ends a request: its final reply now, then its task (which cancels the replica's job)."""
         forward = self._inflight.get(key)
         if forward is None:
             return False
-        self._finish(key, "error", wire.error_body(stop_error(reason)))
+        forward.ended = True
+        self._finish(key, "error", wire.error_body(error))
         if forward.task is not None:
             forward.task.cancel()
         return True
@@ -479,10 +534,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _probe(address: str) -> None:
-    """Fail at once when nothing listens at a ``HOST:PORT`` or ``ray://HOST:PORT`` address (``ray.init``
-    would retry for minutes); ``auto`` is left to Ray, which answers at once when no cluster runs here."""
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
+    """Fail at once when nothing listens at a ``HOST:PORT`` address (``ray.init`` would retry for minutes);
+    ``auto`` is left to Ray, which answers at once when no cluster runs here."""
+    host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         return
     try:

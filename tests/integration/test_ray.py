@@ -161,6 +161,19 @@ def test_a_cancelled_request_stops_in_its_replica(ray_front):
         assert time.monotonic() - started < 30  # the 600 s job no longer holds the replica
 
 
+def test_a_deadline_ends_the_request_and_its_job_in_the_replica(ray_front):
+    from modelhost.client import DeadlineExceededError
+
+    with Client(ray_front.address) as c:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError):
+            c.generate("slow", params={"duration_s": 600.0}, timeout_s=2.0)
+        assert time.monotonic() - started < 20
+        short = c.generate("slow", params={"duration_s": 1.0}, timeout_s=60)
+        assert short.audio.shape[-1] == 32000
+        assert time.monotonic() - started < 40  # the 600 s job did not keep the replica
+
+
 def test_a_client_killed_mid_request_frees_its_replica(ray_front):
     import subprocess
     import sys

@@ -28,10 +28,12 @@ def test_ray_tables_become_deployments_and_a_voice_folder_table_covers_its_voice
 
 def test_serve_ray_flag_wins_over_the_catalog_and_an_empty_one_means_local(tmp_path) -> None:
     catalog = tmp_path / "c.toml"
-    catalog.write_text('[models.x]\nbackend = "synth"\n[ray]\naddress = "ray://head:10001"\n')
-    assert load_config(str(catalog), address=ADDRESS).ray.address == "ray://head:10001"
+    catalog.write_text('[models.x]\nbackend = "synth"\n[ray]\naddress = "head:6379"\n')
+    assert load_config(str(catalog), address=ADDRESS).ray.address == "head:6379"
     assert load_config(str(catalog), address=ADDRESS, ray="auto").ray.address == "auto"
     assert load_config(str(catalog), address=ADDRESS, ray="").ray.address is None
+    with pytest.raises(ConfigError, match="through Ray Client .ray://. Serve cannot stream replies"):
+        load_config(str(catalog), address=ADDRESS, ray="ray://head:10001")
     plain = tmp_path / "p.toml"
     plain.write_text('[models.x]\nbackend = "synth"\n')
     assert load_config(str(plain), address=ADDRESS).ray is None
@@ -74,11 +76,16 @@ def test_a_replica_on_half_a_gpu_budgets_half_of_it() -> None:
 def test_names_fingerprints_and_the_replica_config() -> None:
     assert app_name("musicgen") == "modelhost-musicgen"
     assert app_name("voices/alice").startswith("modelhost-voices_alice-") and app_name("voices/alice") != app_name("voices_alice")
-    spec = ModelSpec("m", "synth", options={"width": 64})
-    options = deployment_options(spec, RayDeployment(), 0)
-    assert fingerprint(spec, options, {}) == fingerprint(spec, dict(options), {})
-    assert fingerprint(spec, options, {}) != fingerprint(ModelSpec("m", "synth", options={"width": 96}), options, {})
-    host = parse_config({"models": {"m": {"backend": "synth"}, "n": {"backend": "synth"}}, "ray": {}}, address=ADDRESS)
+    host = parse_config({"models": {"m": {"backend": "synth", "width": 64}, "n": {"backend": "synth"}}, "ray": {}},
+                        address=ADDRESS)
     replica = replica_config(host.models["m"], host, {"cuda": 0.45})
     assert list(replica.models) == ["m"] and replica.preload == ("m",) and replica.ray is None
     assert replica.token is None and replica.curve is None and replica.budgets == {"cuda": 0.45}
+    options = deployment_options(host.models["m"], RayDeployment(), 0)
+    assert fingerprint(replica, options) == fingerprint(replica_config(host.models["m"], host, {"cuda": 0.45}), dict(options))
+    wider = parse_config({"models": {"m": {"backend": "synth", "width": 96}}, "ray": {}}, address=ADDRESS)
+    assert fingerprint(replica, options) != fingerprint(replica_config(wider.models["m"], wider, {"cuda": 0.45}), options)
+    slower = parse_config({"host": {"stall_after_s": 300}, "models": {"m": {"backend": "synth", "width": 64}}, "ray": {}},
+                          address=ADDRESS)  # a host setting the replica runs on counts too
+    assert fingerprint(replica, options) != fingerprint(replica_config(slower.models["m"], slower, {"cuda": 0.45}), options)
+    assert fingerprint(replica, options) != fingerprint(replica, {**options, "num_replicas": 2})
