@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 
 from benchmarks import machine, warm_start
+from benchmarks.timing import together
 
 WAYS = ("batched", "single")
 
@@ -37,32 +37,17 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def _round(clients: list, model: str, duration_s: float) -> dict:
     """Each client sends one unseeded request at once; the latencies, the wall time and the batch sizes."""
     n = len(clients)
-    barrier = threading.Barrier(n + 1)
     latencies: list[float] = [0.0] * n
     rows: list[int] = [0] * n
-    errors: list[BaseException] = []
 
     def one(i: int) -> None:
-        try:
-            barrier.wait()
-            started = time.perf_counter()
-            result = clients[i].generate(model, f"an upbeat tune number {i}", params={"duration": duration_s, "seed": -1},
-                                         timeout_s=3600)
-            latencies[i] = time.perf_counter() - started
-            rows[i] = int(result.info.get("batch_rows", 1))
-        except BaseException as exc:  # reported after the round: a failed request must fail the benchmark
-            errors.append(exc)
+        started = time.perf_counter()
+        result = clients[i].generate(model, f"an upbeat tune number {i}", params={"duration": duration_s, "seed": -1},
+                                     timeout_s=3600)
+        latencies[i] = time.perf_counter() - started
+        rows[i] = int(result.info.get("batch_rows", 1))
 
-    threads = [threading.Thread(target=one, args=(i,), name=f"bench-client-{i}") for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall_s = time.perf_counter() - started
-    if errors:
-        raise errors[0]
+    wall_s = together([lambda i=i: one(i) for i in range(n)])
     return {"wall_s": wall_s, "latencies_s": latencies, "batch_rows": rows}
 
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
-import time
 
 from benchmarks import machine
-from benchmarks.timing import pct_ms, time_calls
+from benchmarks.timing import pct_ms, time_calls, together
 
 WORK = 'backend = "synth"\nwidth = 512\ndepth = 4\nhop = 32\ninit_seed = 3'
 SMALL = 'backend = "synth"\nwidth = 64\ninit_seed = 3'
@@ -38,27 +36,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def _round(clients: list, model: str, requests: int, duration_s: float) -> float:
     """Every client sends ``requests`` generations back to back, all clients at once; the wall time."""
-    barrier = threading.Barrier(len(clients) + 1)
-    errors: list[BaseException] = []
 
     def one(c) -> None:
-        try:
-            barrier.wait()
-            for _ in range(requests):
-                c.generate(model, params={"duration_s": duration_s}, timeout_s=600)
-        except BaseException as exc:  # a failed request fails the benchmark
-            errors.append(exc)
+        for _ in range(requests):
+            c.generate(model, params={"duration_s": duration_s}, timeout_s=600)
 
-    threads = [threading.Thread(target=one, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
+    return together([lambda c=c: one(c) for c in clients])
 
 
 def main(argv: list[str] | None = None) -> dict:

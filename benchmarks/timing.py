@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -32,3 +33,29 @@ def compare(local_ns: list[int], remote_ns: list[int]) -> dict[str, float]:
         "host_p50_ms": p50_remote, "host_p99_ms": pct_ms(remote_ns, 0.99),
         "ratio_p50": p50_remote / p50_local, "overhead_p50_ms": p50_remote - p50_local,
     }
+
+
+def together(work: list[Callable[[], object]]) -> float:
+    """Run each callable in its own thread, all released at once; the wall seconds until the last ends.
+    The first exception any of them raised is raised here (a failed request fails the benchmark)."""
+    barrier = threading.Barrier(len(work) + 1)
+    errors: list[BaseException] = []
+
+    def run(fn: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            fn()
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(fn,), name=f"bench-client-{i}") for i, fn in enumerate(work)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+

@@ -43,6 +43,7 @@ from modelhost.client.errors import (
 from modelhost.host import __version__
 from modelhost.host.backends import create_backend, stop_error
 from modelhost.host.config import HostConfig, ModelSpec
+from modelhost.host.core import Core
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, UNLOADED, Model
 from modelhost.host.ray_deploy import (
@@ -164,13 +165,7 @@ class RayFront:
     def workers(self) -> list[Any]:
         return []  # the models' threads live in the replicas
 
-    def wait_idle(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.jobs != (0, 0):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+    wait_idle = Core.wait_idle  # reads only ``jobs``, which this front end publishes with the core's meaning
 
     def health(self) -> dict[str, Any]:
         rows, state = self.rows, self._state
