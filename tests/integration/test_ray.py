@@ -295,7 +295,7 @@ def test_the_light_ui_works_unchanged_against_a_ray_host(ray_front, tmp_path):
         pytest.skip("no .venv-py310 (Python 3.10 + Gradio, the WebUI side): the README's test command creates it")
     import soundfile
 
-    ui = LightUI(ray_front.address, tmp_path)
+    ui = LightUI(ray_front.address, tmp_path, webui_root=tmp_path)  # results are saved under tmp_path/outputs
     try:
         ui.wait_ready()
         audio, metadata, _folder = ui.client().predict(
