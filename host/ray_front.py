@@ -43,7 +43,7 @@ from modelhost.client.errors import (
 from modelhost.host import __version__
 from modelhost.host.backends import create_backend, stop_error
 from modelhost.host.config import HostConfig, ModelSpec
-from modelhost.host.core import Core
+from modelhost.host.core import DEFAULT_TIMEOUT_S, Core
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, UNLOADED, Model
 from modelhost.host.ray_deploy import (
@@ -58,7 +58,6 @@ from modelhost.host.worker import Reply
 
 log = logging.getLogger("modelhost.ray")
 
-DEFAULT_TIMEOUT_S = 3600.0
 _DEADLINE_GRACE_S = 30.0  # past a request's own timeout_s (the replica's core ends it then), the front end gives up
 _STATUS_S = 1.0  # how often deployments' status and rows are read
 _ROW_TIMEOUT_S = 5.0

@@ -91,21 +91,27 @@ def test_progress_of_a_long_call_reaches_the_caller_as_it_runs(host) -> None:
     assert steps[0][2] < time.monotonic() - start - 0.05  # the first came well before the end, not with the result
 
 
+def _slow_call_in_a_thread(c: Client) -> tuple[threading.Thread, list[BaseException]]:
+    """A blocking 20 s generate started on its own thread; the list gets what it raised."""
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            c.generate("slow", "x", params={"duration_s": 20.0, "seed": 1})
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    return caller, outcome
+
+
 def test_a_cancel_from_another_thread_ends_a_call_on_the_callers_thread(host) -> None:
     with Client(host.address, shm=False) as c:
         job = c.submit("synth", "x", params={"duration_s": 0.01})
         job.result()
         next_id = job.id + 1  # the blocking generate below takes the next request id
-        outcome: list[BaseException] = []
-
-        def call() -> None:
-            try:
-                c.generate("slow", "x", params={"duration_s": 20.0, "seed": 1})
-            except BaseException as exc:  # noqa: BLE001
-                outcome.append(exc)
-
-        caller = threading.Thread(target=call)
-        caller.start()
+        caller, outcome = _slow_call_in_a_thread(c)
         time.sleep(0.1)  # within the borrow (half a heartbeat): the socket is on the caller's thread
         t0 = time.monotonic()
         assert c.cancel(next_id) is True
@@ -128,16 +134,7 @@ def test_a_deadline_ends_a_call_on_the_callers_thread(host) -> None:
 def test_a_close_from_another_thread_ends_a_call_on_the_callers_thread(host) -> None:
     c = Client(host.address)
     c.health()
-    outcome: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            c.generate("slow", "x", params={"duration_s": 20.0, "seed": 1})
-        except BaseException as exc:  # noqa: BLE001
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
+    caller, outcome = _slow_call_in_a_thread(c)
     time.sleep(0.1)
     c.close()
     caller.join(timeout=5)
