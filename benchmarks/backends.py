@@ -51,7 +51,7 @@ def _catalog(f: dict[str, Path]) -> str:
 
 def _in_process(f: dict[str, Path], voice_input: np.ndarray, reps: int) -> dict[str, list[int]]:
     from modelhost.host.backends import GenerateRequest, RunContext, create_backend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
 
     ctx = RunContext.detached()
     musicgen = create_backend(ModelSpec("musicgen", "musicgen", options={"checkpoint": str(f["musicgen"])}))

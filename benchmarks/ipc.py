@@ -257,7 +257,7 @@ class GradioEcho:
 def run(reps: int) -> dict:
     from modelhost.client import Client
     from modelhost.host.backends import GenerateRequest, RunContext, create_backend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
     from modelhost.host.launch import start_host
 
     backend = create_backend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))

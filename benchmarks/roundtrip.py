@@ -28,7 +28,7 @@ def _catalog() -> str:
 def _in_process(duration_s: float, reps: int) -> list[int]:
     from modelhost.host.backends import GenerateRequest, RunContext
     from modelhost.host.backends.synth import SynthBackend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
 
     backend = SynthBackend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")

@@ -51,7 +51,7 @@ t0 = time.time()
 import numpy as np, torch
 from modelhost.host.backends import GenerateRequest, RunContext
 from modelhost.host.backends.rvc import RvcBackend
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 import rvc_python.modules.vc.modules, fairseq
 t1 = time.time()
 voice = RvcBackend(ModelSpec("v", "rvc", options={"model": sys.argv[1], "hubert": sys.argv[2]}))

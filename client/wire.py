@@ -202,16 +202,18 @@ def encode(
     limits: Limits = DEFAULT_LIMITS,
     version: int = PROTOCOL_VERSION,
     shm: ShmSender | None = None,
+    placed: list[int] | None = None,
 ) -> list[Any]:
     """Frames for one message: the header, then one buffer per large array (sent with copy=False).
 
     With ``shm`` (a peer that attached shared memory), arrays of at least ``shm.min_bytes`` go into
-    its segments instead of frames, as far as the pool has room. ``version`` 1 writes what a
-    version-1 peer reads (no ext 3)."""
+    its segments instead of frames, as far as the pool has room; ``placed``, if given, receives the
+    segment ids used (a message never sent gives them back with ``shm.unplace``). ``version`` 1 writes
+    what a version-1 peer reads (no ext 3)."""
     if kind not in BODY_SCHEMA:
         raise UnknownKindError(f"unknown message kind {kind!r}")
     buffers: list[Any] = []
-    placed: list[int] = []
+    placed = [] if placed is None else placed
     shared = [0]
     if version < 2:
         shm = None

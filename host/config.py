@@ -57,6 +57,7 @@ from modelhost.client import wire
 from modelhost.client.address import Address, default_address, default_token, parse_address
 from modelhost.client.security import HostCurve, KeyFileError, host_curve
 from modelhost.client.shm import DEFAULT_MIN_BYTES as SHM_MIN_BYTES, DEFAULT_POOL_BYTES as SHM_POOL_BYTES
+from modelhost.host.backends import BACKENDS, INLINE, ModelSpec, is_backend_name, runner_of
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 WEBUI_ENV = "MODELHOST_WEBUI"
@@ -77,25 +78,8 @@ class ConfigError(ValueError):
     """The configuration cannot work; the message says which key and how to fix it."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One catalog entry: the model's name, its backend, an optional device, residency keys, and backend options."""
-
-    name: str
-    backend: str
-    device: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    pin: bool = False  # never evicted
-    keep_alive_s: float = math.inf  # unloaded after this long idle; inf: stays until evicted
-    reserve_bytes: int = 0  # room kept for activations on top of the weights
-    memory_bytes: int | None = None  # expected footprint before the first load (else estimated from files)
-    max_batch_size: int | None = None  # rows per batched pass; None: the backend's default (1 where it cannot batch)
-    batch_window_ms: float = 5.0  # a request that would start alone waits this long for compatible ones (0: never)
-    activation_bytes_per_s: int = 0  # a floor under the measured activation bytes per second of audio per row
-
-
 _MODEL_KEYS = {"backend", "device", "pin", "keep_alive", "reserve", "memory", "max_batch_size", "batch_window_ms",
-               "activation"}
+               "activation", "runner", "python", "kill_after_s"}
 MAX_BATCH_ROWS = 256
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
           "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
@@ -498,8 +482,6 @@ def _curve(host: dict[str, Any], addr: Address, source: str) -> HostCurve | None
 
 
 def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
-    from modelhost.host.backends import BACKENDS, is_backend_name  # names only; no backend module is imported here
-
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: models must be tables like [models.NAME]")
     models: dict[str, ModelSpec] = {}
@@ -524,13 +506,57 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
             "reserve_bytes": parse_bytes(table.get("reserve", 0), f"{where} reserve"),
             "memory_bytes": parse_bytes(table["memory"], f"{where} memory") if "memory" in table else None,
             **_batching(table, where),
+            **_runner(table, where),
         }
         if backend == "rvc" and "folder" in options:
             for voice, voice_options in _voice_folder(name, options, source):
                 models[voice] = ModelSpec(name=voice, options=voice_options, **common)
         else:
             models[name] = ModelSpec(name=name, options=options, **common)
+    _check_runners(models, source)
     return models
+
+
+_RUNNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+
+
+def _runner(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``runner`` (a name, or "inline"), ``python`` (an interpreter for that runner) and ``kill_after_s``."""
+    out: dict[str, Any] = {}
+    if "runner" in table:
+        runner = table["runner"]
+        if not isinstance(runner, str) or not _RUNNER_NAME.fullmatch(runner):
+            raise ConfigError(f"{where} runner must be \"inline\" (in the host's process) or a runner name of letters, "
+                              f"digits and _.:@- (models with the same name share one process), got {runner!r}")
+        out["runner"] = runner
+    if "python" in table:
+        python = table["python"]
+        if not isinstance(python, str) or not python:
+            raise ConfigError(f"{where} python must be the path of a Python interpreter (a venv's bin/python), got {python!r}")
+        if table.get("runner") == INLINE:
+            raise ConfigError(f"{where} python cannot go with runner = \"inline\": an inline model runs in the host's own "
+                              "interpreter; remove one of them")
+        out["python"] = os.path.abspath(os.path.expanduser(python))
+    if "kill_after_s" in table:
+        value = table["kill_after_s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+            raise ConfigError(f"{where} kill_after_s must be seconds in (0, 3600], got {value!r}")
+        out["kill_after_s"] = float(value)
+    return out
+
+
+def _check_runners(models: dict[str, ModelSpec], source: str) -> None:
+    """Models that share a runner process share its interpreter."""
+    pythons: dict[str, tuple[str | None, str]] = {}
+    for spec in models.values():
+        runner = runner_of(spec)
+        if runner == INLINE:
+            continue
+        python, first = pythons.setdefault(runner, (spec.python, spec.name))
+        if python != spec.python:
+            mine, theirs = spec.python or "the host's own", python or "the host's own"
+            raise ConfigError(f"{source}: [models.{spec.name}] and [models.{first}] share the runner {runner!r} but name "
+                              f"different python interpreters ({mine} vs {theirs}); give one of them its own runner = \"NAME\"")
 
 
 def _batching(table: dict[str, Any], where: str) -> dict[str, Any]:

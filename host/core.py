@@ -63,11 +63,14 @@ from modelhost.client.errors import (
 from modelhost.host import __version__, devices, residency
 from modelhost.host.backends import create_backend, stop_error
 from modelhost.host.catalog import Catalog
-from modelhost.host.config import HostConfig, ModelSpec
+from modelhost.host.backends import GenerateRequest, ModelSpec
+from modelhost.host.commands import Command, Report, Row, Task
+from modelhost.host.config import HostConfig
+from modelhost.host.front import Outbox, Reply, outbox_of
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
-from modelhost.host.worker import Command, Report, Reply, Row, Worker, request_of
+from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.core")
 
@@ -97,11 +100,11 @@ class _Control:
 class Core:
     """See the module docstring. Public methods are safe from any thread; the rest runs in ``modelhost-core``."""
 
-    def __init__(self, config: HostConfig, reply: Reply, catalog: Catalog | None = None,
+    def __init__(self, config: HostConfig, reply: Outbox | Reply, catalog: Catalog | None = None,
                  metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self._reply = reply
+        self._out = outbox_of(reply)
         self._outgoing: list[tuple] = []  # this turn's replies, commands and control acks, in order (_let_go)
         self._dirty_models: dict[str, None] = {}  # models whose ps row this turn changed, in order (_publish_rows)
         self.catalog = catalog or Catalog(config.models)
@@ -152,8 +155,11 @@ class Core:
         self._inbox.put(_Control(op, done))
         return done.wait(timeout_s)
 
-    def workers(self) -> list[Worker]:
-        return list(self._workers.values())
+    def join(self, timeout_s: float) -> None:
+        """After ``control("stop")``: wait (at most ``timeout_s`` in all) for every worker to unload and end."""
+        deadline = time.monotonic() + timeout_s
+        for worker in list(self._workers.values()):
+            worker.join(max(0.0, deadline - time.monotonic()))
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no job is queued or running; False if ``timeout_s`` passed first."""
@@ -193,8 +199,9 @@ class Core:
         now = time.monotonic()
         out = {}
         for name, jobs in self.running_jobs.items():
-            job = max(jobs, key=lambda j: max(j.started_s, j.last_progress_s))
-            quiet = now - max(job.started_s, job.last_progress_s)
+            worker = self._workers.get(name)
+            progress_at = worker.progress_at if worker is not None else {}
+            quiet, job = min((now - max(j.started_s, progress_at.get(j.key, 0.0)), j) for j in jobs)
             row = self.rows.get(name, {})
             limit = max(self.config.stall_after_s, 5 * row.get("typical_run_s", 0.0))
             if quiet > limit:
@@ -225,6 +232,19 @@ class Core:
                         "used_by_models_bytes": warm, "used_by_others_bytes": 0})
         return out
 
+    # ---- worker threads ----
+
+    def _post_report(self, report: Report) -> None:
+        """A worker's report, from its thread: each result is encoded for its client here, off the core's thread."""
+        for row in report.rows:
+            if row.ok and row.reply is None and row.key[0] != INTERNAL_PEER:
+                row.reply = self._out.encode(row.key[0], "result", row.key[1], row.body)
+                row.body = {}
+        self._inbox.put(report)
+
+    def _first_progress(self, task: Task) -> None:
+        self.metrics.first_progress.labels(task.body.get("model", "")).observe((time.monotonic_ns() - task.received_ns) / 1e9)
+
     # ---- the loop ----
 
     def _loop(self) -> None:
@@ -250,25 +270,31 @@ class Core:
                 self._publish_counts()
             except Exception:  # a core bug must not end the host; the event's job, if any, still gets its reply
                 log.critical("the core loop failed on %r", event, exc_info=True)
+            event = None  # a report's tasks hold their input arrays: not until the next event
             self._let_go()
             if self._stopping:
                 return
 
     def _send(self, peer: bytes, kind: str, request_id: int, body: dict[str, Any]) -> None:
         """Queue a reply; it leaves at the end of this turn (``_let_go``)."""
-        self._outgoing.append((peer, kind, request_id, body))
+        self._outgoing.append(("reply", peer, kind, request_id, body))
 
     def _let_go(self) -> None:
         """Send this turn's replies, hand out its worker commands and acknowledge its controls, in order."""
         outgoing, self._outgoing = self._outgoing, []
         for item in outgoing:
+            what = item[0]
             try:
-                if len(item) == 4:
-                    self._reply(*item)
-                elif isinstance(item[0], Worker):
-                    item[0].send(item[1])
+                if what == "reply":
+                    self._out.send(*item[1:])
+                elif what == "encoded":
+                    self._out.send_encoded(item[1], item[2])
+                elif what == "command":
+                    item[1].send(item[2])
+                elif what == "stop":
+                    item[1].stop(item[2], item[3])
                 else:
-                    item[0].set()
+                    item[1].set()
             except Exception:  # one failed hand-off must not keep back the others
                 log.critical("the core could not hand off %r", item[:2], exc_info=True)
 
@@ -328,7 +354,7 @@ class Core:
 
     def _size(self, model: Model, job: Job) -> None:
         """A generate job's batch key and seconds of audio, asked of its backend once (pure hooks on the request)."""
-        request = request_of(job)
+        request = _request(job)
         try:
             job.batch_key = None if job.body.get("stream") else model.backend.batch_key(request)
             hash(job.batch_key)
@@ -360,7 +386,7 @@ class Core:
             raise
         model = Model(spec, backend)
         self._models[spec.name] = model
-        self._workers[spec.name] = Worker(spec.name, backend, self._inbox.put, self._reply, self.metrics)
+        self._workers[spec.name] = Worker(spec.name, backend, self._post_report, self._out.send, self._first_progress)
         if serving:
             self._workers[spec.name].start()
         self._dirty(model)
@@ -383,12 +409,13 @@ class Core:
             self._stop_row(job)
 
     def _stop_row(self, job: Job) -> None:
-        """A running job was flagged to stop: a row of a batch whose other rows go on gets its error now
-        (its output is dropped when the pass ends); a job alone, or the last live row, ends when its
-        worker stops at the next progress point."""
+        """A running job was flagged to stop: its worker hears it (it stops at the next progress point); a row of
+        a batch whose other rows go on gets its error now (its output is dropped when the pass ends); a job
+        alone, or the last live row, ends when its worker reports."""
         model = self._models.get(job.model)
         if model is None or job not in model.running or job.replied:
             return
+        self._outgoing.append(("stop", self._workers[model.name], job.key, job.reason))
         if any(not j.replied and not j.cancelled for j in model.running):
             self._done_error(job, stop_error(job.reason))
 
@@ -416,7 +443,8 @@ class Core:
                 if model.state == READY:
                     self.metrics.evictions.labels(model.name, "requested").inc()
                 model.state = UNLOADING
-                self._command(model, Command("unload", job=job, device=model.device or "", reason=job.body.get("reason", "requested")))
+                model.unload_job = job
+                self._command(model, Command("unload", model.name, device=model.device or "", reason=job.body.get("reason", "requested")))
             else:
                 self._done(job, "result", self._row(model))
             return True
@@ -448,12 +476,12 @@ class Core:
         now = time.monotonic()
         for job in jobs:
             model.record_use(now, job.body.get("keep_alive_s"), generated=True)
-            job.started_s = job.last_progress_s = now
+            job.started_s = now
             self.metrics.queue.labels(model.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
         model.running = jobs
         model.activation_reserved_bytes = model.activation_bytes(head.audio_s, len(jobs))
         self.running_jobs = {**self.running_jobs, model.name: tuple(jobs)}
-        self._command(model, Command("run", jobs=tuple(jobs), device=model.device or "",
+        self._command(model, Command("run", model.name, tasks=tuple(_task(j) for j in jobs), device=model.device or "",
                                      measure=head.audio_s is not None))
         return True
 
@@ -517,10 +545,10 @@ class Core:
         model.error = None
         job.load_ns = -time.monotonic_ns()
         if restore:
-            self._command(model, Command("restore", device=device))
+            self._command(model, Command("restore", model.name, device=device))
         else:
             warmup = job.peer == INTERNAL_PEER and bool(job.body.get("warmup"))
-            self._command(model, Command("load", device=device, warmup=warmup))
+            self._command(model, Command("load", model.name, device=device, warmup=warmup))
         return False  # the job itself runs once the model is ready
 
     def _evict(self, model: Model, reason: str = "evicted") -> None:
@@ -531,12 +559,12 @@ class Core:
         target = self._warm_room(model)
         if target is None:
             model.state = UNLOADING
-            self._command(model, Command("unload", device=model.device or "", reason=reason))
+            self._command(model, Command("unload", model.name, device=model.device or "", reason=reason))
             return
         for warm in target:
             self._evict(self._models[warm.name])
         model.state = OFFLOADING
-        self._command(model, Command("offload", device=model.device or ""))
+        self._command(model, Command("offload", model.name, device=model.device or ""))
 
     def _warm_room(self, model: Model) -> list[residency.Resident] | None:
         if not (model.backend.can_offload and (model.device or "").startswith("cuda")):
@@ -550,7 +578,7 @@ class Core:
 
     def _command(self, model: Model, command: Command) -> None:
         model.command = command.op
-        self._outgoing.append((self._workers[model.name], command))
+        self._outgoing.append(("command", self._workers[model.name], command))
         self._dirty(model)
 
     # ---- reports from the workers ----
@@ -566,8 +594,9 @@ class Core:
         elif op == "unload":
             model.state, model.device = UNLOADED, None
             self._dirty_sharers(model)
-            if report.command.job is not None:
-                self._done(report.command.job, "result", self._row(model))
+            job, model.unload_job = model.unload_job, None
+            if job is not None:
+                self._done(job, "result", self._row(model))
         elif op == "offload":
             if report.ok:
                 model.state = WARM
@@ -619,7 +648,7 @@ class Core:
         return len(victims)
 
     def _on_run(self, model: Model, report: Report) -> None:
-        jobs = list(report.command.jobs)
+        jobs = model.running
         model.running = []
         model.activation_reserved_bytes = 0
         self.running_jobs = {k: v for k, v in self.running_jobs.items() if k != model.name}
@@ -634,12 +663,16 @@ class Core:
             if report.details is not None:
                 model.details = report.details
         retry = []
-        rows = report.rows or [Row(job, False, error=report.error) for job in jobs]  # a worker bug: every row hears
+        by_key = {job.key: job for job in jobs}
+        rows = report.rows or [Row(job.key, False, error=report.error) for job in jobs]  # a worker bug: every row hears
         for row in rows:
-            job = row.job
+            job = by_key.pop(row.key, None)
+            if job is None or job.replied:
+                self._out.drop(row.reply)  # its job ended otherwise (a row of a batch cancelled on the way)
+                continue
             if row.ok:
-                self._done(job, "result", row.body)
-            elif row.oom and not job.oom_retried and job.stop_reason is None and not job.replied:
+                self._done_row(job, row)
+            elif row.oom and not job.oom_retried and job.stop_reason is None:
                 job.oom_retried = True
                 retry.append(job)
             else:
@@ -648,7 +681,6 @@ class Core:
             for job in reversed(retry):  # back to the front, in their order
                 self._sched.requeue_front(job)
             freed = self._free_device_for(model.device or "", model)
-            devices.release_cached_memory(model.device or "cpu")
             log.warning("model %s: out of memory on %s; freed %d model(s), retrying %d request(s) once",
                         model.name, model.device, freed, len(retry))
         self._arm_keep_alive(model)
@@ -671,14 +703,26 @@ class Core:
             self._sched.finish(job)
         self._job_gone(job)
         if job.peer == INTERNAL_PEER:
-            self._internal_done(job, kind, body)
+            self._internal_done(job, kind, body or {})
         else:
-            self._send(job.peer, kind, job.request_id, body)
+            if body is not None:
+                self._send(job.peer, kind, job.request_id, body)
             outcome = "result" if kind == "result" else str(body.get("code", "error"))
             self.metrics.record_done(job.model, job.kind, outcome, (time.monotonic_ns() - job.received_ns) / 1e9)
 
     def _done_error(self, job: Job, error: BaseException) -> None:
         self._done(job, "error", wire.error_body(error))
+
+    def _done_row(self, job: Job, row: Row) -> None:
+        """A generation's result: sent as its worker's owner encoded it (the core copies no audio), else encoded now."""
+        if row.reply is None:
+            self._done(job, "result", row.body)
+        elif job.peer == INTERNAL_PEER:
+            self._out.drop(row.reply)
+            self._done(job, "result", {})
+        else:
+            self._outgoing.append(("encoded", job.peer, row.reply))
+            self._done(job, "result", None)
 
     def _job_gone(self, job: Job) -> None:
         left = self._peer_jobs.get(job.peer, 1) - 1
@@ -729,7 +773,7 @@ class Core:
         if model.state == READY:
             self.metrics.evictions.labels(model.name, "keep_alive").inc()
         model.state = UNLOADING
-        self._command(model, Command("unload", device=model.device or "", reason="keep_alive"))
+        self._command(model, Command("unload", model.name, device=model.device or "", reason="keep_alive"))
 
     def _rescan(self) -> None:
         try:
@@ -753,14 +797,16 @@ class Core:
         elif control.op == "cancel_all":
             for job in self._sched.cancel_all("shutdown"):
                 self._done_error(job, stop_error("shutdown"))
+            for job in list(self._sched.running.values()):
+                self._stop_row(job)
         elif control.op == "stop":
             for job in self._sched.cancel_all("shutdown") + list(self._sched.running.values()):
                 self._done_error(job, stop_error("shutdown"))  # running ones had their grace; they end now
             for worker in self._workers.values():
-                self._outgoing.append((worker, Command("stop")))
+                self._outgoing.append(("command", worker, Command("stop", worker.name)))
             self._state = "stopped"
             self._stopping = True
-        self._outgoing.append((control.done,))  # set once this turn's replies are queued at the I/O thread
+        self._outgoing.append(("ack", control.done))  # set once this turn's replies are queued at the I/O thread
 
     def _next_preload(self) -> None:
         while self._preload_left:
@@ -828,3 +874,12 @@ class Core:
 def _key(job: Job):
     """The batch key ``Scheduler.take_batch`` compares: computed once, at submit (``Core._size``)."""
     return job.batch_key
+
+
+def _task(job: Job) -> Task:
+    """What a worker gets of a job: frozen values, never the job itself."""
+    return Task(job.peer, job.request_id, job.body, job.received_ns, max(0, job.load_ns))
+
+
+def _request(job: Job) -> GenerateRequest:
+    return _task(job).request

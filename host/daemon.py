@@ -20,6 +20,7 @@ from modelhost.host.catalog import Catalog
 from modelhost.host.config import ConfigError, HostConfig
 from modelhost.host.metrics import Metrics
 from modelhost.host.core import Core
+from modelhost.host.front import Front
 from modelhost.host.server import Server
 
 log = logging.getLogger("modelhost.daemon")
@@ -35,10 +36,10 @@ def serve(config: HostConfig) -> int:
     if config.ray is not None:  # the models run on Ray Serve; the front end stands where the core stands
         from modelhost.host.ray_front import RayFront
 
-        core: Core | RayFront = RayFront(config, reply=server.send, metrics=metrics)  # checks every entry's options
+        core: Front = RayFront(config, reply=server.send, metrics=metrics)  # checks every entry's options
         core.connect()  # here, in the main thread, before our signal handlers (ray.init installs its own)
     else:
-        core = Core(config, reply=server.send, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
+        core = Core(config, reply=server, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
     if config.metrics is not None:  # before the socket binds: a port in use ends the start with one line
         metrics.watch(core, lambda: server.clients)
         try:
@@ -69,9 +70,7 @@ def serve(config: HostConfig) -> int:
         core.control("cancel_all")
         core.wait_idle(_CANCEL_GRACE_S)
         core.control("stop")  # what still runs ends with shutting_down; the workers unload and exit
-        deadline = time.monotonic() + _CANCEL_GRACE_S
-        for worker in core.workers():
-            worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        core.join(_CANCEL_GRACE_S)
         time.sleep(config.heartbeat_s / 2)  # let the I/O thread send the last replies
     finally:
         server.stop()

@@ -1,18 +1,34 @@
 """Devices: which one a model runs on, their memory, budgets, and how to tell an out-of-memory error.
 
-Runs wherever a model loads (its worker thread). Memory measurement per device grows here.
+Called from the host's core thread (devices, budgets: through NVML, so the host process never makes a
+CUDA context of its own) and from a model's worker thread, in the host or in a runner process
+(measurements, out-of-memory, the allocator cache). torch is imported where a call needs it, never at
+import: a runner whose backend does not use torch never loads it, and a function that only asks about
+torch's state (``is_out_of_memory``, ``release_cached_memory``) finds nothing to do where it is not loaded.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from typing import Any
 
-import torch
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _loaded_torch() -> Any:
+    """torch if this process imported it (a backend uses it), else None."""
+    return sys.modules.get("torch")
 
 
 def resolve_device(requested: str | None) -> str:
     """``requested`` checked against this machine; None or "auto" means CUDA if present, else CPU."""
+    torch = _torch()
     if requested in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -30,16 +46,18 @@ def resolve_device(requested: str | None) -> str:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError)
+    torch = _loaded_torch()
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
 
 
 def release_cached_memory(device: str) -> None:
     """Return the allocator's cached blocks to the device after an unload or an OOM."""
-    if device.startswith("cuda") and torch.cuda.is_available():
+    torch = _loaded_torch()
+    if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
-def module_bytes(module: torch.nn.Module) -> int:
+def module_bytes(module: Any) -> int:
     """Bytes held by a module's parameters and buffers."""
     tensors = [*module.parameters(), *module.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors)
@@ -49,10 +67,15 @@ DEFAULT_BUDGET_FRACTION = {"cuda": 0.9, "cpu": 0.75, "warm": 0.25}
 
 
 def memory_info(device: str) -> dict[str, int]:
-    """``total_bytes`` and ``free_bytes`` of a device: NVML/torch for CUDA, /proc/meminfo for the CPU."""
+    """``total_bytes`` and ``free_bytes`` of a device: NVML (else torch) for CUDA, /proc/meminfo for the CPU."""
     if device.startswith("cuda"):
-        index = torch.device(device).index or 0
-        free, total = torch.cuda.mem_get_info(index)
+        handle = _nvml_handle(device)
+        if handle is not None:
+            import pynvml
+
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            return {"total_bytes": int(info.total), "free_bytes": int(info.free)}
+        free, total = _torch().cuda.mem_get_info(_cuda_index(device))
         return {"total_bytes": int(total), "free_bytes": int(free)}
     fields: dict[str, int] = {}
     with open("/proc/meminfo") as f:
@@ -72,8 +95,9 @@ def budget_bytes(device: str, budgets: dict[str, float | int]) -> int:
     return int(value)
 
 
-def offload_module(module: torch.nn.Module) -> torch.nn.Module:
+def offload_module(module: Any) -> Any:
     """Move a module to CPU RAM, page-locked where CUDA exists so the swap back runs near PCIe speed."""
+    torch = _torch()
     module = module.to("cpu")
     if torch.cuda.is_available():
         for tensor in [*module.parameters(), *module.buffers()]:
@@ -81,25 +105,85 @@ def offload_module(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def restore_module(module: torch.nn.Module, device: str) -> torch.nn.Module:
+def restore_module(module: Any, device: str) -> Any:
     """Move an offloaded module back to ``device`` (asynchronous copies from pinned memory, then a sync)."""
     module = module.to(device, non_blocking=True)
     if device.startswith("cuda"):
+        torch = _torch()
         torch.cuda.synchronize(torch.device(device))
     return module
 
 
-def process_rss_bytes() -> int:
-    """This process's resident set size (Linux)."""
-    with open("/proc/self/statm") as f:
+def process_rss_bytes(pid: int | None = None) -> int:
+    """A process's resident set size (Linux; this process by default)."""
+    with open(f"/proc/{pid or 'self'}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def allocated_bytes(device: str) -> int:
     """Bytes the process holds on ``device``: the CUDA allocator's count, or RSS on the CPU."""
     if device.startswith("cuda"):
+        torch = _torch()
         return int(torch.cuda.memory_allocated(torch.device(device)))
     return process_rss_bytes()
+
+
+def process_bytes(device: str, pid: int | None = None) -> int:
+    """What a whole process holds on ``device``: on CUDA, what NVML counts for it (its context, the allocator's
+    cache and tensors); on the CPU, its resident set. 0 where it cannot be read."""
+    if not device.startswith("cuda"):
+        try:
+            return process_rss_bytes(pid)
+        except OSError:
+            return 0
+    pid = pid or os.getpid()
+    handle = _nvml_handle(device)
+    if handle is None:
+        return 0
+    import pynvml
+
+    try:
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except pynvml.NVMLError:
+        return 0
+    return sum(int(p.usedGpuMemory or 0) for p in procs if p.pid == pid)
+
+
+def _cuda_index(device: str) -> int:
+    _, _, index = device.partition(":")
+    return int(index) if index else 0
+
+
+_nvml_lock = threading.Lock()
+_nvml_ready: bool | None = None
+
+
+def _nvml_handle(device: str) -> Any:
+    """The NVML handle of a CUDA device (``CUDA_VISIBLE_DEVICES`` order), or None without NVML."""
+    global _nvml_ready
+    with _nvml_lock:
+        if _nvml_ready is None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                _nvml_ready = True
+            except Exception:
+                _nvml_ready = False
+        if not _nvml_ready:
+            return None
+    import pynvml
+
+    index = _cuda_index(device)
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    try:
+        if visible and index < len(visible):
+            entry = visible[index]
+            return (pynvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                    else pynvml.nvmlDeviceGetHandleByUUID(entry))
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception:
+        return None
 
 
 class PeakMeter:
@@ -119,6 +203,7 @@ class PeakMeter:
 
     def __enter__(self) -> "PeakMeter":
         if self.device.startswith("cuda"):
+            torch = _torch()
             dev = torch.device(self.device)
             torch.cuda.reset_peak_memory_stats(dev)
             self._before = int(torch.cuda.memory_allocated(dev))
@@ -131,6 +216,7 @@ class PeakMeter:
 
     def __exit__(self, *exc: object) -> None:
         if self.device.startswith("cuda"):
+            torch = _torch()
             peak = int(torch.cuda.max_memory_allocated(torch.device(self.device)))
         else:
             assert self._stop is not None and self._thread is not None

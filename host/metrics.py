@@ -22,7 +22,7 @@ from modelhost.client import wire
 from modelhost.host import __version__
 
 if TYPE_CHECKING:
-    from modelhost.host.core import Core
+    from modelhost.host.front import Front
 
 log = logging.getLogger("modelhost.metrics")
 
@@ -57,7 +57,7 @@ class Metrics:
         self.requests.labels(model, kind, outcome).inc()
         self.duration.labels(model, kind, outcome).observe(seconds)
 
-    def watch(self, core: "Core", clients: Callable[[], int]) -> None:
+    def watch(self, core: "Front", clients: Callable[[], int]) -> None:
         """Levels read at scrape time: the core's rows and devices, and the I/O thread's client count."""
         self.registry.register(_Levels(core, clients))
 
@@ -68,7 +68,7 @@ class Metrics:
 
 
 class _Levels(Collector):
-    def __init__(self, core: "Core", clients: Callable[[], int]) -> None:
+    def __init__(self, core: "Front", clients: Callable[[], int]) -> None:
         self._core = core
         self._clients = clients
 

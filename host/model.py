@@ -17,7 +17,7 @@ from typing import Any
 
 from modelhost.host import residency
 from modelhost.host.backends import Backend, MemoryReport
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 
 UNLOADED, LOADING, READY, UNLOADING, FAILED = "unloaded", "loading", "ready", "unloading", "failed"
 WARM, OFFLOADING, RESTORING = "warm", "offloading", "restoring"
@@ -54,6 +54,7 @@ class Model:
         self.activation_reserved_bytes = 0  # what the run in flight holds for its activations
         self.max_rows = spec.max_batch_size if spec.max_batch_size is not None else max(1, int(backend.batch_rows))
         self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
+        self.unload_job: Any = None  # the unload request waiting for the unload in flight, if any
         self.source = _safe(backend.source)
         self._file_estimate: MemoryReport | None = None  # the backend's estimate from its files, read once
         self.details: dict[str, Any] = {}

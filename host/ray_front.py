@@ -54,7 +54,7 @@ from modelhost.host.ray_deploy import (
     replica_budgets,
     replica_config,
 )
-from modelhost.host.worker import Reply
+from modelhost.host.front import Reply
 
 log = logging.getLogger("modelhost.ray")
 
@@ -161,8 +161,8 @@ class RayFront:
             self.thread.join(timeout_s)
         return True
 
-    def workers(self) -> list[Any]:
-        return []  # the models' threads live in the replicas
+    def join(self, timeout_s: float) -> None:
+        """Nothing to wait for here: the models' threads live in the replicas."""
 
     wait_idle = Core.wait_idle  # reads only ``jobs``, which this front end publishes with the core's meaning
 

@@ -46,8 +46,7 @@ class Job:
     replied: bool = False  # its final reply went out (the core sends exactly one)
     oom_retried: bool = False  # it already had its one retry after an out-of-memory error
     load_ns: int = 0  # time spent loading its model for it
-    started_s: float = 0.0  # monotonic: when its worker started it
-    last_progress_s: float = 0.0  # monotonic: its last progress event (written by its worker)
+    started_s: float = 0.0  # monotonic: when its run was sent to its worker
     batch_key: Hashable | None = None  # generate jobs with equal keys may share a pass; None: it runs alone
     audio_s: float | None = None  # seconds of audio it makes (sizes its activation memory); None: not counted
 
@@ -57,8 +56,8 @@ class Job:
 
     @property
     def stop_reason(self) -> str | None:
-        """Why a running job must stop at its next progress point; None while it may go on.
-        Read by the worker thread, written by the core (one attribute, atomic)."""
+        """Why a running job must stop at its next progress point; None while it may go on (the core tells
+        its worker, ``Worker.stop``; workers never see a ``Job``)."""
         return self.reason if self.cancelled else None
 
 

@@ -41,7 +41,7 @@ from modelhost.client.address import Address, runtime_dir
 from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
 from modelhost.client.security import HostContext
 from modelhost.host.config import HostConfig
-from modelhost.host.core import Core
+from modelhost.host.front import Front
 
 log = logging.getLogger("modelhost.server")
 _SHM_EXIT_WAIT_S = 3.0
@@ -64,12 +64,21 @@ class _Attached:
         self.pid, self.key, self.mappings, self.sender = pid, key, mappings, sender
 
 
+class Encoded:
+    """A reply's frames, and the shared-memory segments its arrays were placed in (given back if never sent)."""
+
+    __slots__ = ("frames", "sender", "placed")
+
+    def __init__(self, frames: list[Any], sender: shm.Sender | None, placed: list[int]) -> None:
+        self.frames, self.sender, self.placed = frames, sender, placed
+
+
 class Server:
-    """The ROUTER socket and the thread that owns it."""
+    """The ROUTER socket and the thread that owns it (the host's ``Outbox``)."""
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.core: Core | None = None
+        self.core: Front | None = None
         self.clients = 0  # clients heard from within the liveness window, as of the last tick
         self._next_tick = 0.0
         self._limits = config.limits
@@ -118,7 +127,7 @@ class Server:
         if addr.path is not None:
             os.chmod(addr.path, self.config.socket_mode)
 
-    def start(self, core: Core) -> None:
+    def start(self, core: Front) -> None:
         self.core = core
         self.thread.start()
 
@@ -145,22 +154,40 @@ class Server:
         if self.pool is not None and not self.thread.is_alive():
             self.pool.close()
 
-    # ---- replies (any thread) ----
+    # ---- replies (any thread): the host's Outbox ----
 
     def send(self, peer: bytes, kind: str, request_id: int, body: dict) -> None:
         """Queue one reply. A body that cannot be encoded becomes an error reply, so the client still gets one."""
+        encoded = self.encode(peer, kind, request_id, body)
+        if encoded is not None:
+            self.send_encoded(peer, encoded)
+
+    def encode(self, peer: bytes, kind: str, request_id: int, body: dict) -> Encoded | None:
+        """One reply's frames, its large arrays placed for ``peer`` (its shared memory, or frames), ready for
+        ``send_encoded``; None for a progress or chunk that cannot be encoded (a final reply always can: an
+        error reply stands in)."""
         version = 1 if peer in self._v1_peers else wire.PROTOCOL_VERSION
         attached = self._attached.get(peer)
         sender = attached.sender if attached is not None else None
+        placed: list[int] = []
         try:
-            frames = wire.encode(kind, request_id, body, limits=self._limits, version=version, shm=sender)
+            frames = wire.encode(kind, request_id, body, limits=self._limits, version=version, shm=sender, placed=placed)
         except RequestError as exc:
             if kind not in wire.FINAL_REPLY_KINDS:
-                return
+                return None
             frames = wire.encode("error", request_id, {"code": "internal", "message": f"the host could not encode its reply: {exc.message}"},
                                  version=version)
-        self._outbox.append([peer, *frames])
+            return Encoded(frames, None, [])
+        return Encoded(frames, sender, placed)
+
+    def send_encoded(self, peer: bytes, encoded: Encoded) -> None:
+        self._outbox.append([peer, *encoded.frames])
         self._wake()
+
+    def drop(self, encoded: Encoded | None) -> None:
+        """A reply encoded but never sent (its job ended otherwise): its shared-memory segments are free again."""
+        if encoded is not None and encoded.placed and encoded.sender is not None:
+            encoded.sender.unplace(encoded.placed)
 
     def _forget(self, peer: bytes, seg_ids: list[int]) -> None:
         """The pool retired segments ``peer`` may have mapped (any thread)."""

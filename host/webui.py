@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modelhost.client.errors import UnknownModelError
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 
 # The audiocraft extension's picker, in its order: (label, hub id).
 HUB_MODELS: tuple[tuple[str, str], ...] = (

@@ -20,84 +20,42 @@ from __future__ import annotations
 
 import logging
 import queue
-from contextlib import nullcontext
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from typing import Any, Callable
 
 from modelhost.client.errors import BackendError, LoadFailedError, OutOfMemoryError, RequestError
 from modelhost.host import devices
-from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext
-from modelhost.host.metrics import Metrics
-from modelhost.host.scheduler import Job
+from modelhost.host.backends.base import Backend, GenerateOutput, MemoryReport, RunContext
+from modelhost.host.commands import Command, Report, Row, Task, TaskKey
 
 log = logging.getLogger("modelhost.worker")
 REFRESH_AFTER_RUN_S = 0.02
 REFRESH_EVERY_S = 1.0
 
-# reply(peer, kind, request_id, body): sends one message to a client; thread-safe.
-Reply = Callable[[bytes, str, int, dict], None]
-
-
-@dataclass
-class Command:
-    """What the core asks a worker to do: ``load`` (device, warmup), ``run`` (jobs, device), ``unload``
-    (job, reason), ``offload``, ``restore`` (device), ``stop``."""
-
-    op: str
-    job: Job | None = None
-    jobs: tuple[Job, ...] = ()  # a run's rows: one job, or a batch that shares one pass
-    measure: bool = False  # a run: measure how far memory rises (its backend counts activations)
-    device: str = ""
-    reason: str = ""
-    warmup: bool = False
-
-
-@dataclass
-class Row:
-    """How one job of a run ended: ``ok`` with its result body, or its error (``oom``: out of memory)."""
-
-    job: Job
-    ok: bool
-    body: dict[str, Any] = field(default_factory=dict)
-    error: RequestError | None = None
-    oom: bool = False
-
-
-@dataclass
-class Report:
-    """A worker's answer to one command: ``ok`` with a body, or the error it ended in."""
-
-    model: str
-    command: Command
-    ok: bool
-    body: dict[str, Any] = field(default_factory=dict)
-    error: RequestError | None = None
-    oom: bool = False  # the device ran out of memory: the core frees room and retries once
-    report: MemoryReport | None = None  # the measured size after a load or restore
-    seconds: float = 0.0  # how long the load / restore took
-    delta_bytes: int = 0  # allocator (CUDA) or RSS (CPU) growth during a load
-    details: dict[str, Any] | None = field(default_factory=dict)  # the backend's facts for ps; None: a run did not read them
-    rows: list[Row] = field(default_factory=list)  # a run: one per job, in the command's order
-    peak_rise_bytes: int = 0  # a run: how far memory rose above its start (PeakMeter) while it ran
+# events(peer, kind, request_id, body): sends a progress or chunk event to a client; thread-safe.
+Events = Callable[[bytes, str, int, dict], None]
 
 
 class Worker:
     """One model's thread and command queue."""
 
-    def __init__(self, name: str, backend: Backend, post: Callable[[Report], None], reply: Reply,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(self, name: str, backend: Backend, post: Callable[[Report], None], events: Events,
+                 on_first_progress: Callable[[Task], None] | None = None) -> None:
         self.name = name
-        self._metrics = metrics
         self.backend = backend
         self._post = post
-        self._reply = reply
+        self._events = events
+        self._on_first_progress = on_first_progress
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._ops: dict[str, Callable[[Command], Report]] = {
             "load": self._load, "run": self._run_command, "unload": self._unload,
             "offload": self._offload, "restore": self._restore}
         self._next_refresh_s = 0.0  # a run after this reads the model's size and details again
+        self._run_device = "cpu"  # the device of the run in progress
+        self._stops: dict[TaskKey, str] = {}  # tasks told to stop -> why (written by any thread, read by this one)
+        self.progress_at: dict[TaskKey, float] = {}  # running tasks -> monotonic time of their last progress
         self.thread = threading.Thread(target=self._loop, name=f"modelhost-model-{name}", daemon=True)
 
     def start(self) -> None:
@@ -105,6 +63,13 @@ class Worker:
 
     def send(self, command: Command) -> None:
         self._queue.put(command)
+
+    def stop(self, key: TaskKey, reason: str) -> None:
+        """The running task ``key`` must stop (``reason``: cancelled, deadline, client_gone, shutdown); any thread."""
+        self._stops[key] = reason
+
+    def join(self, timeout_s: float) -> None:
+        self.thread.join(timeout_s)
 
     def _loop(self) -> None:
         while True:
@@ -118,6 +83,7 @@ class Worker:
                 log.error("model %s: %s failed inside the host", self.name, command.op, exc_info=True)
                 report = Report(self.name, command, False, error=BackendError(f"model {self.name!r}: host error: {exc}"))
             self._post(report)
+            del command, report  # a run's input arrays (a client's shared memory) go with it, not with the next command
 
     # ---- the commands ----
 
@@ -149,36 +115,44 @@ class Worker:
         return Report(self.name, command, True, report=report, seconds=seconds, delta_bytes=delta,
                       details=self._details())
 
-    def _context(self, job: Job) -> RunContext:
-        """The ``RunContext`` of one job: its progress and chunks go straight to its client."""
+    def _context(self, task: Task) -> RunContext:
+        """The ``RunContext`` of one task: its progress and chunks go straight to its client."""
         first = [True]
+        key = task.key
+        self.progress_at[key] = time.monotonic()
 
         def emit(step: int, total: int) -> None:
-            if first[0] and self._metrics is not None:
+            if first[0] and self._on_first_progress is not None:
                 first[0] = False
-                self._metrics.first_progress.labels(self.name).observe((time.monotonic_ns() - job.received_ns) / 1e9)
-            job.last_progress_s = time.monotonic()
-            self._reply(job.peer, "progress", job.request_id, {"step": step, "total": total})
+                self._on_first_progress(task)
+            self.progress_at[key] = time.monotonic()
+            self._events(task.peer, "progress", task.request_id, {"step": step, "total": total})
 
         seq = [0]
 
         def chunk(audio: Any, sample_rate: int, offset: int) -> None:  # a streaming request's audio so far
-            self._reply(job.peer, "chunk", job.request_id,
-                        {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]})
+            self._events(task.peer, "chunk", task.request_id,
+                         {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]})
             seq[0] += 1
 
-        body = job.body
-        return RunContext(emit=emit, is_cancelled=lambda: job.stop_reason,
+        body = task.body
+        return RunContext(emit=emit, is_cancelled=lambda: self._stops.get(key),
                           chunk=chunk if body.get("stream") else None, stream_interval_s=body.get("stream_interval_s"))
 
     def _run_command(self, command: Command) -> Report:
-        jobs = list(command.jobs)
+        tasks = list(command.tasks)
+        self._run_device = command.device or "cpu"
         started_ns = time.monotonic_ns()
-        with (devices.PeakMeter(command.device or "cpu") if command.measure else nullcontext()) as meter:
-            if len(jobs) == 1:
-                rows = [self._run_alone(jobs[0], started_ns, 1)]
-            else:
-                rows = self._run_batch(jobs, started_ns, command.device or "cpu")
+        try:
+            with (devices.PeakMeter(command.device or "cpu") if command.measure else nullcontext()) as meter:
+                if len(tasks) == 1:
+                    rows = [self._run_alone(tasks[0], started_ns, 1)]
+                else:
+                    rows = self._run_batch(tasks, started_ns, command.device or "cpu")
+        finally:
+            for task in tasks:
+                self._stops.pop(task.key, None)
+                self.progress_at.pop(task.key, None)
         report, details = None, None
         now = time.monotonic()
         if now >= self._next_refresh_s or (time.monotonic_ns() - started_ns) / 1e9 >= REFRESH_AFTER_RUN_S:
@@ -187,37 +161,38 @@ class Worker:
         return Report(self.name, command, any(r.ok for r in rows), report=report,
                       details=details, rows=rows, peak_rise_bytes=meter.rise_bytes if meter else 0)
 
-    def _run_alone(self, job: Job, started_ns: int, batch_rows: int) -> Row:
+    def _run_alone(self, task: Task, started_ns: int, batch_rows: int) -> Row:
         try:
-            ctx = self._context(job)
+            ctx = self._context(task)
             ctx.check()
-            out = self.backend.generate(request_of(job), ctx)
+            out = self.backend.generate(task.request, ctx)
         except Exception as exc:
-            return self._failed(job, exc)
-        return Row(job, True, body=_body(job, out, started_ns, batch_rows))
+            return self._failed(task, exc)
+        return Row(task.key, True, body=_body(task, out, started_ns, batch_rows))
 
-    def _run_batch(self, jobs: list[Job], started_ns: int, device: str) -> list[Row]:
+    def _run_batch(self, tasks: list[Task], started_ns: int, device: str) -> list[Row]:
         try:
-            outs = self.backend.generate_batch([request_of(j) for j in jobs], [self._context(j) for j in jobs])
-            if len(outs) != len(jobs):
-                raise RuntimeError(f"generate_batch returned {len(outs)} outputs for {len(jobs)} rows")
+            outs = self.backend.generate_batch([t.request for t in tasks], [self._context(t) for t in tasks])
+            if len(outs) != len(tasks):
+                raise RuntimeError(f"generate_batch returned {len(outs)} outputs for {len(tasks)} rows")
         except Exception as exc:
             if not devices.is_out_of_memory(exc):
-                return [self._failed(job, exc) for job in jobs]
-            log.warning("model %s: a batch of %d ran out of memory; running its rows one at a time", self.name, len(jobs))
+                return [self._failed(task, exc) for task in tasks]
+            log.warning("model %s: a batch of %d ran out of memory; running its rows one at a time", self.name, len(tasks))
             devices.release_cached_memory(device)
-            return [self._run_alone(job, time.monotonic_ns(), 1) for job in jobs]
-        return [Row(job, False, error=out) if isinstance(out, RequestError)
-                else Row(job, True, body=_body(job, out, started_ns, len(jobs))) for job, out in zip(jobs, outs)]
+            return [self._run_alone(task, time.monotonic_ns(), 1) for task in tasks]
+        return [Row(task.key, False, error=out) if isinstance(out, RequestError)
+                else Row(task.key, True, body=_body(task, out, started_ns, len(tasks))) for task, out in zip(tasks, outs)]
 
-    def _failed(self, job: Job, exc: Exception) -> Row:
+    def _failed(self, task: Task, exc: Exception) -> Row:
         if isinstance(exc, RequestError):
-            return Row(job, False, error=_bare(exc))
+            return Row(task.key, False, error=_bare(exc))
         if devices.is_out_of_memory(exc):
-            return Row(job, False, oom=True, error=_bare(OutOfMemoryError(
+            devices.release_cached_memory(self._run_device)  # the core retries it once room is made
+            return Row(task.key, False, oom=True, error=_bare(OutOfMemoryError(
                 f"model {self.name!r} ran out of device memory: {exc}; try a shorter duration")))
-        log.warning("model %s: request %d failed", self.name, job.request_id, exc_info=True)
-        return Row(job, False, error=_bare(BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")))
+        log.warning("model %s: request %d failed", self.name, task.request_id, exc_info=True)
+        return Row(task.key, False, error=_bare(BackendError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")))
 
     def _unload(self, command: Command) -> Report:
         self._quietly(self.backend.unload)
@@ -277,24 +252,17 @@ def _bare(exc: BaseException) -> BaseException:
     return exc
 
 
-def request_of(job: Job) -> GenerateRequest:
-    """What a generate job carries into a backend (also read by the core for batch keys and durations)."""
-    body = job.body
-    return GenerateRequest(prompt=body.get("prompt"), params=body.get("params") or {},
-                           audio=body.get("audio"), sample_rate=body.get("sample_rate"))
-
-
-def _body(job: Job, out: GenerateOutput, started_ns: int, batch_rows: int) -> dict[str, Any]:
-    """A job's result body: audio, rate, its timings and the backend's info (plus the rows of its pass)."""
+def _body(task: Task, out: GenerateOutput, started_ns: int, batch_rows: int) -> dict[str, Any]:
+    """A task's result body: audio, rate, its timings and the backend's info (plus the rows of its pass)."""
     done_ns = time.monotonic_ns()
     return {
         "audio": out.audio,
         "sample_rate": int(out.sample_rate),
         "timings_ns": {
-            "queue_ns": started_ns - job.received_ns,
-            "load_ns": job.load_ns,
+            "queue_ns": started_ns - task.received_ns,
+            "load_ns": task.load_ns,
             "run_ns": done_ns - started_ns,
-            "host_ns": done_ns - job.received_ns,
+            "host_ns": done_ns - task.received_ns,
         },
         "info": {**out.info, "batch_rows": batch_rows},
     }

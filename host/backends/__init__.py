@@ -9,21 +9,19 @@ Backend modules are imported on first use, so adding a family is one line here.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from modelhost.host.backends.base import (  # noqa: F401 (the public names of the backend contract)
+    INLINE,
     Backend,
     BatchProgress,
     GenerateOutput,
     GenerateRequest,
     MemoryReport,
+    ModelSpec,
     RunContext,
     stop_error,
 )
 from modelhost.host.backends.params import check_options, number_param  # noqa: F401
-
-if TYPE_CHECKING:
-    from modelhost.host.config import ModelSpec
 
 # name -> "module:Class"; imported on first use.
 BACKENDS: dict[str, str] = {
@@ -32,6 +30,20 @@ BACKENDS: dict[str, str] = {
     "audiogen": "modelhost.host.backends.musicgen:AudioGenBackend",
     "rvc": "modelhost.host.backends.rvc:RvcBackend",
 }
+
+
+# name -> the family whose models share one runner process by default (on one device): MusicGen and AudioGen
+# share audiocraft's imports, RVC voices share one HuBERT. A custom backend is its own family.
+FAMILIES: dict[str, str] = {"musicgen": "audiocraft", "audiogen": "audiocraft", "rvc": "rvc", "synth": "synth"}
+
+
+def runner_of(spec: ModelSpec) -> str:
+    """The runner a model runs in: its catalog ``runner``, else its family's (``@DEVICE`` for a fixed device),
+    or ``INLINE`` (the host's own process)."""
+    if spec.runner:
+        return spec.runner
+    family = FAMILIES.get(spec.backend, spec.backend)
+    return f"{family}@{spec.device}" if spec.device else family
 
 
 class BackendImportError(ValueError):
@@ -57,6 +69,6 @@ def is_backend_name(name: object) -> bool:
     return isinstance(name, str) and (name in BACKENDS or (":" in name and all(name.partition(":")[::2])))
 
 
-def create_backend(spec: "ModelSpec") -> Backend:
+def create_backend(spec: ModelSpec) -> Backend:
     """A backend for one catalog entry, options checked, nothing loaded yet."""
     return backend_class(spec.backend)(spec)

@@ -31,16 +31,37 @@ the loaded model.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
 from modelhost.client.errors import CancelledError, DeadlineExceededError, RequestError, ShuttingDownError
 
-if TYPE_CHECKING:
-    from modelhost.host.config import ModelSpec
+INLINE = "inline"  # ModelSpec.runner: the backend runs in a thread of the host's own process
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry: the model's name, its backend, an optional device, residency keys, where its code
+    runs, and backend options (``host.config`` parses and checks the catalog into these)."""
+
+    name: str
+    backend: str
+    device: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    pin: bool = False  # never evicted
+    keep_alive_s: float = math.inf  # unloaded after this long idle; inf: stays until evicted
+    reserve_bytes: int = 0  # room kept for activations on top of the weights
+    memory_bytes: int | None = None  # expected footprint before the first load (else estimated from files)
+    max_batch_size: int | None = None  # rows per batched pass; None: the backend's default (1 where it cannot batch)
+    batch_window_ms: float = 5.0  # a request that would start alone waits this long for compatible ones (0: never)
+    activation_bytes_per_s: int = 0  # a floor under the measured activation bytes per second of audio per row
+    runner: str | None = None  # the runner process it shares (None: its family's on its device); "inline": the host's
+    python: str | None = None  # the interpreter its runner runs under (None: the host's own)
+    kill_after_s: float = 10.0  # a cancelled or expired run still going this long after: its runner is killed
 
 
 @dataclass(frozen=True)
@@ -175,7 +196,7 @@ class Backend:
     can_offload = False  # True where offload()/restore() move the weights to pinned RAM and back
     batch_rows = 1  # the most rows one generate_batch pass takes unless the catalog says (1: never batches)
 
-    def __init__(self, spec: "ModelSpec") -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         self.name = spec.name
 
     # ---- required ----

@@ -51,7 +51,7 @@ from modelhost.host.backends import (
     number_param,
 )
 from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 _OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle", "hf_cache", "stream_interval_s"}

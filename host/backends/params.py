@@ -15,7 +15,7 @@ import numpy as np
 from modelhost.client.errors import BadParamsError
 
 if TYPE_CHECKING:
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends.base import ModelSpec
 
 
 def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from modelhost.client.errors import BadParamsError, LoadFailedError
 from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext, check_options, number_param
 from modelhost.host.backends.rng import GLOBAL_RNG
 from modelhost.host.backends.shared import SHARED
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes
 
 _OPTIONS = {"model", "index", "index_root", "hubert", "hf_cache", "rmvpe", "half"}

@@ -30,7 +30,7 @@ from torch import nn
 
 from modelhost.client.errors import BadParamsError, LoadFailedError
 from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 FORMAT = "modelhost-synth-v1"

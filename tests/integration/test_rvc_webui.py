@@ -36,7 +36,7 @@ def _voice_options(tree, voice: str = "bob/bob", **extra) -> dict:
 def backends(webui_tree):
     """bob with index_root (WebUI style) and bob with the same index fixed in the catalog."""
     from modelhost.host.backends.rvc import RvcBackend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
 
     made = {
         "webui": RvcBackend(ModelSpec("bob/bob", "rvc", "cpu", _voice_options(webui_tree, index_root=str(webui_tree.checkpoints)))),
@@ -100,7 +100,7 @@ def test_index_is_an_unknown_parameter_without_index_root(backends) -> None:
 def test_indexes_are_read_once_and_again_only_when_the_file_changes(backends, webui_tree, tmp_path) -> None:
     from modelhost.host import weights
     from modelhost.host.backends.rvc import INDEXES, RvcBackend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
 
     root = tmp_path / "checkpoints"
     shutil.copytree(webui_tree.checkpoints / "bob", root / "bob")

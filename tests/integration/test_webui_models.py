@@ -72,7 +72,7 @@ def test_a_hub_id_not_downloaded_names_the_download(hub_host, webui_tree) -> Non
 
 def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> None:
     from modelhost.host.backends.musicgen import MusicGenBackend
-    from modelhost.host.config import ModelSpec
+    from modelhost.host.backends import ModelSpec
 
     def estimate(hub_id: str) -> int:
         return MusicGenBackend(ModelSpec(hub_id, "musicgen", options={"checkpoint": hub_id, "hf_cache": str(webui_tree.hf_cache)})).estimate_bytes()

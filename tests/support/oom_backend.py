@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from modelhost.host.backends.synth import SynthBackend
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 
 
 class OomBackend(SynthBackend):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from modelhost.host.backends.synth import SynthBackend
-from modelhost.host.config import ModelSpec
+from modelhost.host.backends import ModelSpec
 
 
 class StuckBackend(SynthBackend):
