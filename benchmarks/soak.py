@@ -7,7 +7,8 @@ script runs them at full size and prints the figures::
     .venv/bin/python -m benchmarks.soak --quick    # the suite's sizes
     .venv/bin/python -m benchmarks.soak --json results/soak-cpu.json
 
-Scenarios: ``budget`` (two models that cannot both fit, requested at the same moment, round after
+Scenarios: ``runner_kills`` (the ``load`` clients, while kill -9 hits a random runner process every few seconds:
+every request still gets exactly one final reply: its result, or ``runner_lost`` where its retry died too), ``budget`` (two models that cannot both fit, requested at the same moment, round after
 round, ``ps`` sampled throughout: the bytes held on the device never exceed its budget),
 ``load`` (client processes on raw sockets sending mixed requests: every request gets exactly one
 final reply, and the right one), ``client_kills`` (kill -9 of clients mid-generation: the host's
@@ -41,9 +42,10 @@ from benchmarks.machine import rss_bytes
 from modelhost.host.launch import ROOT, start_host
 
 QUICK = {"budget_rounds": 20, "load_clients": 8, "load_requests": 25, "kills": 4, "host_kill_clients": 4,
-         "fuzz_messages": 20_000, "drain_jobs": 12}
+         "fuzz_messages": 20_000, "drain_jobs": 12, "runner_kills": 3, "runner_kill_clients": 4, "runner_kill_requests": 80}
 FULL = {"budget_rounds": 100, "load_clients": 64, "load_requests": 1000, "kills": 40, "host_kill_clients": 16,
-        "fuzz_messages": 100_000, "drain_jobs": 64}
+        "fuzz_messages": 100_000, "drain_jobs": 64, "runner_kills": 30, "runner_kill_clients": 16,
+        "runner_kill_requests": 600}
 
 HOST = """
     [host]
@@ -136,13 +138,14 @@ def budget(rounds: int) -> dict[str, Any]:
 
 # ---- load: client processes on raw sockets ----
 
-def _load_client(address: str, requests: int, seed: int) -> dict[str, Any]:
-    """One client process: ``requests`` mixed requests, at most 8 in flight; counts every final reply per id."""
+def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) -> dict[str, Any]:
+    """One client process: ``requests`` mixed requests, at most 8 in flight; counts every final reply per id.
+    ``lost_ok``: runners are being killed, so ``runner_lost`` is a right reply too (counted apart)."""
     rng = random.Random(seed)
     ctx, sock = _dealer(address)
     sent: dict[int, tuple[str, float, int]] = {}
     finals: dict[int, int] = {}
-    wrong = 0
+    wrong = runner_lost = 0
     why: list[str] = []
     next_id, in_flight = 1, 0
     poller = zmq.Poller()
@@ -180,6 +183,9 @@ def _load_client(address: str, requests: int, seed: int) -> dict[str, Any]:
             if kind == "generate" and msg.kind == "result":
                 audio = msg.body["audio"]
                 bad = audio.shape[-1] != round(duration * SYNTH_SR) or msg.body["info"].get("seed") != s
+            elif lost_ok and kind == "generate" and msg.body.get("code") == "runner_lost":
+                runner_lost += 1
+                bad = False
             else:
                 bad = kind == "?" or (kind == "generate" and msg.body.get("code") != "cancelled")
             if bad:
@@ -194,33 +200,91 @@ def _load_client(address: str, requests: int, seed: int) -> dict[str, Any]:
     sock.close()
     ctx.term()
     return {"requests": requests, "lost": sum(1 for i in sent if i not in finals),
-            "duplicated": sum(1 for n in finals.values() if n > 1), "wrong": wrong, "why": why[:5]}
+            "duplicated": sum(1 for n in finals.values() if n > 1), "wrong": wrong, "why": why[:5],
+            "runner_lost": runner_lost}
+
+
+LOAD_MODELS = """
+    [models.fast]
+    backend = "synth"
+    width = 32
+    runner = "fast"
+    [models.other]
+    backend = "synth"
+    width = 48
+    runner = "other"
+"""
+
+
+def _clients(address: str, clients: int, requests: int, lost_ok: bool = False) -> list[dict[str, Any]]:
+    """``clients`` client processes on raw sockets (``_load_client``), started together; their figures."""
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "_client", address, str(requests), str(i),
+                               "lost_ok" if lost_ok else ""], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for i in range(clients)]
+    return [json.loads(p.communicate(timeout=1200)[0]) for p in procs]
+
+
+def _totals(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    total = {k: sum(o[k] for o in outs) for k in ("requests", "lost", "duplicated", "wrong", "runner_lost")}
+    return {**total, "wrong_examples": [w for o in outs for w in o["why"]][:5]}
 
 
 def load(clients: int, requests: int) -> dict[str, Any]:
-    h = start_host(HOST.format(drain=10) + """
-        [models.fast]
-        backend = "synth"
-        width = 32
-        [models.other]
-        backend = "synth"
-        width = 48
-    """)
+    h = start_host(HOST.format(drain=10) + LOAD_MODELS)
     try:
         rss_before = rss_bytes(h.proc.pid)
         start = time.monotonic()
-        procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "_client", h.address, str(requests), str(i)],
-                                  cwd=ROOT, stdout=subprocess.PIPE, text=True) for i in range(clients)]
-        outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+        outs = _clients(h.address, clients, requests)
         seconds = time.monotonic() - start
         with Client(h.address) as c:
             jobs = c.health()["jobs"]
         rss_after = rss_bytes(h.proc.pid)
     finally:
         h.stop()
-    total = {k: sum(o[k] for o in outs) for k in ("requests", "lost", "duplicated", "wrong")}
-    return {"clients": clients, **total, "wrong_examples": [w for o in outs for w in o["why"]][:5], "seconds": round(seconds, 1), "jobs_after": jobs,
+    return {"clients": clients, **_totals(outs), "seconds": round(seconds, 1), "jobs_after": jobs,
             "rss_before_mb": rss_before // 2**20, "rss_after_mb": rss_after // 2**20}
+
+
+# ---- runner kills ----
+
+def runner_kills(kills: int, clients: int, requests: int) -> dict[str, Any]:
+    """The load clients while a killer sends SIGKILL to a random runner process every 1-3 s, ``kills`` times."""
+    h = start_host(HOST.format(drain=10) + "    runner_crash_limit = 1000\n" + LOAD_MODELS)  # crashes here are the test
+    done = threading.Event()
+    killed: list[str] = []
+
+    def killer() -> None:
+        rng = random.Random(7)
+        with Client(h.address) as c:
+            while len(killed) < kills and not done.wait(rng.uniform(1.0, 3.0)):
+                rows = [r for r in c.ps() if r["pid"] and r["runner_state"] == "ready"]
+                if rows:
+                    row = rng.choice(rows)
+                    try:
+                        os.kill(row["pid"], signal.SIGKILL)
+                        killed.append(row["runner"])
+                    except ProcessLookupError:
+                        pass
+
+    try:
+        with Client(h.address) as c:
+            c.load("fast")
+            c.load("other")
+        thread = threading.Thread(target=killer, daemon=True)
+        start = time.monotonic()
+        thread.start()
+        outs = _clients(h.address, clients, requests, lost_ok=True)
+        seconds = time.monotonic() - start
+        done.set()
+        thread.join(10)
+        with Client(h.address) as c:
+            jobs = c.health()["jobs"]
+            restarts = {r["name"]: r["runner_restarts"] for r in c.ps()}
+            serves = all(c.generate(m, params={"duration_s": 0.05}).audio.size > 0 for m in ("fast", "other"))
+    finally:
+        h.stop()
+    return {"clients": clients, "kills": len(killed), **_totals(outs), "seconds": round(seconds, 1),
+            "jobs_after": jobs, "runner_restarts": restarts, "serves_after": serves}
 
 
 # ---- client kills ----
@@ -368,6 +432,7 @@ SCENARIOS = {
     "budget": lambda s: budget(s["budget_rounds"]),
     "load": lambda s: load(s["load_clients"], s["load_requests"]),
     "client_kills": lambda s: client_kills(s["kills"]),
+    "runner_kills": lambda s: runner_kills(s["runner_kills"], s["runner_kill_clients"], s["runner_kill_requests"]),
     "host_kill": lambda s: host_kill(s["host_kill_clients"]),
     "fuzz": lambda s: fuzz(s["fuzz_messages"]),
     "drain": lambda s: drain(s["drain_jobs"]),
@@ -377,7 +442,7 @@ SCENARIOS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
-        print(json.dumps(_load_client(argv[1], int(argv[2]), int(argv[3]))))
+        print(json.dumps(_load_client(argv[1], int(argv[2]), int(argv[3]), lost_ok=argv[4:5] == ["lost_ok"])))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test suite's sizes")

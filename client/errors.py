@@ -127,6 +127,14 @@ class ReplicaLostError(RequestError):
     code = "replica_lost"
 
 
+class RunnerLostError(RequestError):
+    """The runner process running the request died before it finished (a crash in the model's code, the OOM killer,
+    or the host killing a run that ignored its cancel). The host starts a new runner and retries once a request that
+    had sent no audio yet, so this reaches the caller only when audio was already streamed or the retry died too."""
+
+    code = "runner_lost"
+
+
 class InternalError(RequestError):
     """A bug in the host; the message carries the exception text."""
 
@@ -154,7 +162,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     for cls in (
         BadRequestError, TooLargeError, VersionMismatchError, UnknownKindError, DuplicateIdError, UnauthorizedError,
         UnknownModelError, BadParamsError, LoadFailedError, BackendError, OutOfMemoryError,
-        CancelledError, DeadlineExceededError, ShuttingDownError, ReplicaLostError, InternalError,
+        CancelledError, DeadlineExceededError, ShuttingDownError, ReplicaLostError, RunnerLostError, InternalError,
     )
 }
 

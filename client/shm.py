@@ -100,11 +100,13 @@ class Pool:
         self.max_bytes = max_bytes
         self._on_forget = on_forget  # told which segments a peer must drop when they are retired
         self._segments: dict[int, _Segment] = {}
+        self._held: dict[int, _Segment] = {}  # address -> a segment whose array this process holds (``held``)
         self._next_id = 1
         self._lock = threading.Lock()
         self._closed = False
         self.placed = 0  # arrays placed (read by tests and benchmarks)
         self.refused = 0  # arrays that did not fit and went as frames
+        self.handed_over = 0  # arrays another process wrote into our segments, passed on to a peer without a copy
 
     @property
     def bytes(self) -> int:
@@ -120,10 +122,62 @@ class Pool:
             return sum(1 for s in self._segments.values() if s.lent_to is not None)
 
     def place(self, arr: np.ndarray, peer: Hashable) -> tuple[int, int, int] | None:
-        """Copy ``arr`` (in C order) into a free segment lent to ``peer``: (segment id, fd, size); None if it cannot."""
+        """Copy ``arr`` (in C order) into a free segment lent to ``peer``: (segment id, fd, size); None if it cannot.
+
+        An array that already sits at the start of one of this pool's segments, held here (``held``: a
+        runner process wrote it there), is handed to ``peer`` as it is: no copy."""
         nbytes = arr.nbytes
         if nbytes < self.min_bytes or nbytes == 0:
             return None
+        if self._held:
+            ref = self._hand_over(arr, peer)
+            if ref is not None:
+                return ref
+        seg = self._take(nbytes, peer)
+        if seg is None:
+            return None
+        # one copy in C order, whatever the array's strides (a strided array is not copied twice)
+        np.copyto(seg.view[:nbytes].view(arr.dtype).reshape(arr.shape), arr, casting="no")
+        return seg.seg_id, seg.fd, seg.size
+
+    def alloc(self, nbytes: int, holder: Hashable) -> tuple[int, int, int] | None:
+        """A free segment for ``nbytes``, lent to ``holder`` (a writer in another process, which maps and fills
+        it): (segment id, fd, size); None if the pool cannot. ``holder`` is told to forget it when retired."""
+        if nbytes < self.min_bytes or nbytes == 0:
+            return None
+        seg = self._take(nbytes, holder)
+        return None if seg is None else (seg.seg_id, seg.fd, seg.size)
+
+    def held(self, seg_id: int, holder: Hashable, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+        """The array a ``holder`` wrote into segment ``seg_id`` (``alloc``), now held by this process: a view of it,
+        with no copy. The segment goes back to the pool when the view is dropped, unless ``place`` handed it to
+        a peer first. Raises ShmError if ``holder`` was not lent that segment or the array does not fit."""
+        with self._lock:
+            seg = self._segments.get(seg_id)
+            if seg is None or seg.lent_to != holder:
+                raise ShmError(f"segment {seg_id} is not lent to {holder!r}")
+            if nbytes > seg.size:
+                raise ShmError(f"an array of {nbytes} bytes does not fit in segment {seg_id} of {seg.size} bytes")
+            token = ("held", seg_id)
+            seg.lent_to = token
+            self._held[seg.view.__array_interface__["data"][0]] = seg
+        owner = _Held(seg.view, dtype, shape)
+        arr = np.asarray(owner)
+        weakref.finalize(owner, self.release, [seg_id], token)
+        return arr
+
+    def _hand_over(self, arr: np.ndarray, peer: Hashable) -> tuple[int, int, int] | None:
+        with self._lock:
+            seg = self._held.get(arr.__array_interface__["data"][0])
+            if seg is None or not arr.flags.c_contiguous or seg.lent_to != ("held", seg.seg_id):
+                return None
+            del self._held[seg.view.__array_interface__["data"][0]]
+            seg.lent_to = peer
+            seg.readers.add(peer)
+            self.handed_over += 1
+            return seg.seg_id, seg.fd, seg.size
+
+    def _take(self, nbytes: int, peer: Hashable) -> _Segment | None:
         size = segment_size(nbytes)
         forget: list[tuple[Hashable, list[int]]] = []
         with self._lock:
@@ -140,9 +194,7 @@ class Pool:
             self.placed += 1
         for who, ids in forget:
             self._tell_forget(who, ids)
-        # one copy in C order, whatever the array's strides (a strided array is not copied twice)
-        np.copyto(seg.view[:nbytes].view(arr.dtype).reshape(arr.shape), arr, casting="no")
-        return seg.seg_id, seg.fd, seg.size
+        return seg
 
     def sender(self, peer: Hashable) -> "Sender":
         """What ``wire.encode`` places arrays through for one peer."""
@@ -155,6 +207,8 @@ class Pool:
                 seg = self._segments.get(seg_id)
                 if seg is not None and seg.lent_to == peer:
                     seg.lent_to = None
+                    if isinstance(peer, tuple):
+                        self._held.pop(seg.view.__array_interface__["data"][0], None)
 
     def mapped(self, seg_ids: list[int], peer: Hashable) -> None:
         """``peer`` mapped these segments: it can read them even after this process is gone."""
@@ -165,9 +219,11 @@ class Pool:
                     seg.mapped_by.add(peer)
 
     def unconfirmed(self) -> int:
-        """Segments lent to a peer that has not mapped them yet (it needs this process alive to do so)."""
+        """Segments lent to a peer that has not mapped them yet (it needs this process alive to do so); a
+        segment a writer in another process holds, or this process holds, needs nobody."""
         with self._lock:
-            return sum(1 for s in self._segments.values() if s.lent_to is not None and s.lent_to not in s.mapped_by)
+            return sum(1 for s in self._segments.values()
+                       if s.lent_to is not None and not isinstance(s.lent_to, tuple) and s.lent_to not in s.mapped_by)
 
     def peer_gone(self, peer: Hashable, still_held: frozenset[int] = frozenset()) -> None:
         """Everything lent to ``peer`` is free again (but ``still_held``: a closed peer's arrays still read
@@ -256,6 +312,17 @@ class Sender:
 
     def unplace(self, seg_ids: list[int]) -> None:
         self.pool.release(seg_ids, self.peer)
+
+
+class _Held:
+    """The owner of an array this process holds in one of its own segments (``Pool.held``): the numpy base."""
+
+    __slots__ = ("__array_interface__", "_view", "__weakref__")
+
+    def __init__(self, view: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self._view = view  # keeps the segment's buffer exported while the array lives
+        self.__array_interface__ = {"version": 3, "shape": shape, "typestr": dtype.str,
+                                    "data": (view.__array_interface__["data"][0], False)}
 
 
 class Lease:

@@ -81,6 +81,8 @@ REQUEST_KINDS = frozenset({"ping", "health", "ps", "load", "unload", "generate",
 REPLY_KINDS = frozenset({"pong", "progress", "chunk", "result", "error"})
 FINAL_REPLY_KINDS = frozenset({"result", "error"})
 NOTIFY_KINDS = frozenset({"shm"})
+# Between a host and its own runner processes only (host.runners, host.runner): a client sending one is refused.
+RUNNER_KINDS = frozenset({"hello", "command", "stop", "exit", "row", "report", "event", "alloc", "beat"})
 
 _EXT_INLINE = 1
 _EXT_FRAME = 2
@@ -135,8 +137,26 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "chunk": {"audio": ((np.ndarray,), True), "sample_rate": ((int,), True), "offset": ((int,), True), "seq": ((int,), True)},
     "result": {},  # free-form: the request's kind decides what a result holds
     "error": {"code": ((str,), True), "message": ((str,), True)},
+    # host <-> runner (host.runners, host.runner; the values inside are host.commands' plain forms)
+    "hello": {"runner": ((str,), True), "pid": ((int,), True), "token": ((str,), True), "python": ((str,), True),
+              "torch": ((bool,), False)},
+    "command": {"op": ((str,), True), "model": ((str,), True), "spec": ((dict, type(None)), False), "tasks": ((list,), True),
+                "device": ((str,), True), "reason": ((str,), True), "measure": ((bool,), True), "warmup": ((bool,), True)},
+    "stop": {"model": ((str,), True), "peer": ((bytes,), True), "target": ((int,), True), "reason": ((str,), True)},
+    "exit": {},
+    "row": {"peer": ((bytes,), True), "target": ((int,), True), "body": ((dict,), True)},  # one task's result
+    "report": {"model": ((str,), True), "op": ((str,), True), "ok": ((bool,), True), "error": ((list, type(None)), True),
+               "oom": ((bool,), True), "memory": ((list, type(None)), True), "seconds": (_NUM, True),
+               "delta_bytes": ((int,), True), "details": ((dict, type(None)), True), "rows": ((list,), True),
+               "peak_rise_bytes": ((int,), True), "process_bytes": ((int,), True)},
+    "event": {"peer": ((bytes,), True), "target": ((int,), True), "kind": ((str,), True), "body": ((dict,), True)},
+    # a runner asks for a segment of the host's pool to write an array for ``peer`` into; the reply names one or is empty
+    "alloc": {"peer": ((bytes,), False), "nbytes": ((int,), False), "seg": ((int,), False), "fd": ((int,), False),
+              "size": ((int,), False)},
+    "beat": {"process_bytes": ((int,), False)},
 }
 _FREE_FORM = frozenset({"result"})
+_NESTED = frozenset({"command", "row", "report", "event"})  # runner kinds whose fields hold trees: foreign values refused
 
 
 @dataclass(frozen=True)
@@ -417,6 +437,8 @@ def _check_header(header: dict[str, Any], request_id: int, nframes: int, reading
         _check_tree(body, f"a {kind!r} body", max_depth=None)
     else:
         _check_body(kind, body)
+        if kind in _NESTED:
+            _check_tree(body, f"a {kind!r} body", max_depth=None)
     if len(used) != nframes - 1:
         raise BadRequestError(f"message has {nframes - 1} array frames but the body references {len(used)}")
     return Message(kind=kind, id=request_id, body=body, token=token, version=version)

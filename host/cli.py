@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("folder", metavar="DIR", help="where to write the files (created 0700 if missing)")
     keys.add_argument("--name", default="modelhost", help="file name stem (default: modelhost)")
 
-    sub.add_parser("doctor", help="check that each backend can load here: torch, CUDA, NVML, model libraries",
-                   description="Import each model family's libraries, report torch/CUDA/NVML and device memory, "
-                               "and say what is missing and how to fix it. Exits 1 if anything is missing.")
+    doctor = sub.add_parser("doctor", help="check that each runner's Python can load its models: torch, CUDA, NVML, "
+                            "model libraries", description="Report torch/CUDA/NVML and device memory, then start each "
+                            "runner process's Python of the catalog once and check that its backends and their libraries "
+                            "import there; say what is missing and how to fix it. Exits 1 if anything is missing.")
+    doctor.add_argument("--config", help="catalog TOML file (default: $MODELHOST_CONFIG, else the default catalog)")
 
     webui = sub.add_parser("webui", help="install the adapter into a TTS-WebUI, remove it, or check it: "
                            "modelhost webui install|uninstall|doctor DIR", add_help=False)
@@ -130,9 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "doctor":
-        from modelhost.host import doctor
-
-        return EXIT_FAILED if doctor.run() else EXIT_OK
+        return _doctor(args)
     from modelhost.client.errors import HostUnavailableError, RequestError
 
     try:
@@ -197,6 +197,17 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"bad catalog: {exc}", EXIT_USAGE)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from modelhost.host import doctor
+    from modelhost.host.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(exc, EXIT_USAGE)
+    return EXIT_FAILED if doctor.run(config.models) else EXIT_OK
+
+
 def _client(args: argparse.Namespace):
     from modelhost.client import Client
 
@@ -213,9 +224,10 @@ def _ps(args: argparse.Namespace) -> int:
         print(json.dumps({"models": models, "devices": device_rows}, indent=2))
         return EXIT_OK
     on_ray = any("replicas" in m for m in models)  # a host on Ray Serve: one replica's row, and the replica count
-    _table([["NAME", "BACKEND", "STATE", "TIER", "DEVICE", "MEMORY", "ACT/S/ROW", "LOAD", "HITS", "QUEUED", "LAST USED",
-             "KEEP UNTIL", "PINNED", *(["REPLICAS"] if on_ray else [])]] + [[
-        m["name"], m["backend"], m["state"], m["tier"], str(m["device"]), _bytes(m["memory_bytes"]),
+    _table([["NAME", "BACKEND", "STATE", "RUNNER", "PID", "RESTARTS", "TIER", "DEVICE", "MEMORY", "ACT/S/ROW", "LOAD",
+             "HITS", "QUEUED", "LAST USED", "KEEP UNTIL", "PINNED", *(["REPLICAS"] if on_ray else [])]] + [[
+        m["name"], m["backend"], m["state"], str(m.get("runner", "-")), str(m.get("pid") or "-"),
+        str(m.get("runner_restarts", "-")), m["tier"], str(m["device"]), _bytes(m["memory_bytes"]),
         _bytes(m["activation_bytes_per_s"]) if m.get("activation_bytes_per_s") else "-",
         f"{m['load_s']:.2f}s" if m["load_s"] is not None else "-", str(m["hits"]), str(m["queued"] + m["running"]),
         _ago(m["last_used"]), _until(m["keep_until"], m["state"]), "yes" if m["pinned"] else "",

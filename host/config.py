@@ -18,6 +18,7 @@ with the client through ``client.address``). A catalog file is TOML::
     shm = true                     # large arrays to and from clients on this machine through shared memory
     shm_min_bytes = 262144         # arrays at least this large go through it (smaller ones as frames)
     shm_pool_bytes = 1073741824    # the most the host's segments hold; past it, arrays go as frames
+    runner_crash_limit = 3         # a runner process that crashes this often within 10 minutes leaves its models failed
 
     [budget]                       # per device: bytes, a size, or a fraction of the device's total
     cuda = 0.9                     # defaults: 0.9 of each GPU, 0.75 of RAM for cpu
@@ -65,7 +66,7 @@ WEBUI_ENV = "MODELHOST_WEBUI"
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
     "socket_mode", "curve_secret_key", "curve_clients", "metrics", "metrics_public", "stall_after_s",
-    "shm", "shm_min_bytes", "shm_pool_bytes",
+    "shm", "shm_min_bytes", "shm_pool_bytes", "runner_crash_limit",
 }
 
 
@@ -170,6 +171,7 @@ class HostConfig:
     shm: bool = True  # large arrays through shared memory with clients on this machine (client.shm)
     shm_min_bytes: int = SHM_MIN_BYTES
     shm_pool_bytes: int = SHM_POOL_BYTES
+    runner_crash_limit: int = 3  # a runner that crashes this often within 10 minutes leaves its models failed
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
     ray: RayConfig | None = None  # run the models on Ray Serve (host.ray_front); None: in this process
@@ -275,6 +277,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         shm=use_shm,
         shm_min_bytes=_whole(host, "shm_min_bytes", SHM_MIN_BYTES, source),
         shm_pool_bytes=_whole(host, "shm_pool_bytes", SHM_POOL_BYTES, source),
+        runner_crash_limit=_whole(host, "runner_crash_limit", 3, source),
         socket_mode=int(socket_mode, 8),
         address=addr,
         models=models,
@@ -419,8 +422,12 @@ def check_on_this_machine(config: HostConfig) -> None:
     from modelhost.host import devices
     from modelhost.host.backends import BackendImportError, backend_class
 
-    for backend in sorted({spec.backend for spec in config.models.values()}):
-        try:
+    for spec in config.models.values():
+        if spec.python is not None and not os.access(spec.python, os.X_OK):
+            raise ConfigError(f"{config.source}: [models.{spec.name}] python = {spec.python!r} is not an executable "
+                              "file; give a Python interpreter (a venv's bin/python)")
+    for backend in sorted({spec.backend for spec in config.models.values() if spec.python is None}):
+        try:  # a model under another Python is imported by its runner (modelhost doctor checks that Python)
             backend_class(backend)
         except BackendImportError as exc:
             names = ", ".join(sorted(s.name for s in config.models.values() if s.backend == backend))

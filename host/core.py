@@ -52,6 +52,7 @@ from typing import Any
 from modelhost.client import wire
 from modelhost.client.errors import (
     BackendError,
+    RunnerLostError,
     BadParamsError,
     BadRequestError,
     DuplicateIdError,
@@ -61,21 +62,21 @@ from modelhost.client.errors import (
     UnknownModelError,
 )
 from modelhost.host import __version__, devices, residency
-from modelhost.host.backends import create_backend, stop_error
+from modelhost.host.backends import Backend, BackendImportError, create_backend, stop_error
 from modelhost.host.catalog import Catalog
-from modelhost.host.backends import GenerateRequest, ModelSpec
+from modelhost.host.backends import INLINE, GenerateRequest, ModelSpec, runner_of
 from modelhost.host.commands import Command, Report, Row, Task
 from modelhost.host.config import HostConfig
-from modelhost.host.front import Outbox, Reply, outbox_of
+from modelhost.host.front import DEFAULT_TIMEOUT_S, Outbox, Reply, outbox_of, wait_idle
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
+from modelhost.host.runners import CRASH_WINDOW_S, RunnerExit, Runners, RunnerWorker
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
 from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.core")
 
 INTERNAL_PEER = b""  # jobs the host gives itself (preload, keep-alive unloads); their replies go nowhere
-DEFAULT_TIMEOUT_S = 3600.0
 RESCAN_S = 5.0  # how often a catalog that can change (a WebUI's folders) is read again
 
 
@@ -111,7 +112,11 @@ class Core:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sched = Scheduler()
         self._models: dict[str, Model] = {}
-        self._workers: dict[str, Worker] = {}
+        self._workers: dict[str, Worker | RunnerWorker] = {}
+        self._runners = Runners({}, self._out, self._inbox.put, heartbeat_s=config.heartbeat_s,
+                                pool=getattr(self._out, "pool", None), shm_reader=self._out.reads_shm,
+                                crash_limit=config.runner_crash_limit, on_first_progress=self._first_progress)
+        self._overheads: dict[str, int] = {}  # runner -> its process's measured bytes beyond its models' (max seen)
         self._timers: list[tuple[float, int, str, Any]] = []
         self._ended_deadlines = 0  # deadline entries in _timers whose job already replied
         self._seq = itertools.count()
@@ -139,6 +144,7 @@ class Core:
     def start(self) -> None:
         for worker in self._workers.values():
             worker.start()
+        self._runners.start()
         self.thread.start()
         self._inbox.put(_Control("start", threading.Event()))
 
@@ -156,19 +162,20 @@ class Core:
         return done.wait(timeout_s)
 
     def join(self, timeout_s: float) -> None:
-        """After ``control("stop")``: wait (at most ``timeout_s`` in all) for every worker to unload and end."""
+        """After ``control("stop")``: wait (at most ``timeout_s`` in all) for every worker to unload and end, and
+        for every runner process to exit (what is left then is killed)."""
         deadline = time.monotonic() + timeout_s
         for worker in list(self._workers.values()):
             worker.join(max(0.0, deadline - time.monotonic()))
+        self._runners.shutdown(max(0.0, deadline - time.monotonic()))
+
+    def forget_segments(self, holder: Any, seg_ids: list[int]) -> None:
+        """The host's pool retired segments a runner process may still map (any thread)."""
+        self._runners.forget(holder, seg_ids)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no job is queued or running; False if ``timeout_s`` passed first."""
-        deadline = time.monotonic() + timeout_s
-        while self.jobs != (0, 0):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return wait_idle(self, timeout_s)
 
     def health(self) -> dict[str, Any]:
         queued, running = self.jobs
@@ -198,19 +205,27 @@ class Core:
         (``stall_after_s``, or 5 x the typical run if longer): name -> what is seen."""
         now = time.monotonic()
         out = {}
+        status = self._runners.status
         for name, jobs in self.running_jobs.items():
             worker = self._workers.get(name)
             progress_at = worker.progress_at if worker is not None else {}
-            quiet, job = min((now - max(j.started_s, progress_at.get(j.key, 0.0)), j) for j in jobs)
+            quiet, job = min(((now - max(j.started_s, progress_at.get(j.key, 0.0)), j) for j in jobs), key=lambda x: x[0])
             row = self.rows.get(name, {})
+            runner = status.get(row.get("runner", INLINE)) or {}
             limit = max(self.config.stall_after_s, 5 * row.get("typical_run_s", 0.0))
-            if quiet > limit:
+            if runner.get("silent_s", 0.0) > max(2.0, 4 * self.config.heartbeat_s):
+                out[name] = (f"its runner {runner['runner']!r} (pid {runner['pid']}) has not answered for "
+                             f"{runner['silent_s']:.0f} s while running request {job.request_id} (native code holding "
+                             "the interpreter lock?); the host and other runners are unaffected")
+            elif quiet > limit:
                 out[name] = (f"request {job.request_id} has made no progress for {quiet:.0f} s "
                              f"(a generation here typically takes {row.get('typical_run_s', 0.0):.1f} s)")
         return out
 
     def ps(self) -> list[dict[str, Any]]:
-        return list(self.rows.values())
+        """The models' rows, each with its runner process as it is now (``runner``, ``pid``, ``restarts``, ...)."""
+        status = self._runners.status
+        return [{**row, **_runner_fields(row["runner"], status.get(row["runner"]))} for row in self.rows.values()]
 
     def devices(self) -> list[dict[str, Any]]:
         """Per device in use (and the CPU): total, budget, used by models, used by others, free."""
@@ -301,6 +316,8 @@ class Core:
     def _handle(self, event: Any) -> None:
         if isinstance(event, Report):
             self._on_report(event)
+        elif isinstance(event, RunnerExit):
+            self._on_runner_exit(event)
         elif isinstance(event, _Request):
             self._on_request(event)
         elif isinstance(event, _PeerGone):
@@ -381,12 +398,18 @@ class Core:
         try:
             backend = create_backend(spec)
         except (ValueError, ImportError) as exc:
-            if serving:
+            if spec.python is not None and isinstance(exc, (BackendImportError, ImportError)):
+                backend = Backend(spec)  # it imports under its own Python only: the base class's pure hooks stand in
+            elif serving:
                 raise UnknownModelError(f"model {spec.name!r} cannot be served: {exc}") from None
-            raise
+            else:
+                raise
         model = Model(spec, backend)
         self._models[spec.name] = model
-        self._workers[spec.name] = Worker(spec.name, backend, self._post_report, self._out.send, self._first_progress)
+        if model.runner == INLINE:
+            self._workers[spec.name] = Worker(spec.name, backend, self._post_report, self._out.send, self._first_progress)
+        else:
+            self._workers[spec.name] = self._runners.add(spec)
         if serving:
             self._workers[spec.name].start()
         self._dirty(model)
@@ -416,6 +439,9 @@ class Core:
         if model is None or job not in model.running or job.replied:
             return
         self._outgoing.append(("stop", self._workers[model.name], job.key, job.reason))
+        if model.runner != INLINE and not job.kill_armed:  # a run that ignores its stop: its runner is killed
+            job.kill_armed = True
+            self._timer(time.monotonic() + model.spec.kill_after_s, "kill", job)
         if any(not j.replied and not j.cancelled for j in model.running):
             self._done_error(job, stop_error(job.reason))
 
@@ -521,7 +547,7 @@ class Core:
         except Exception as exc:
             self._fail_model_jobs(model, BadRequestError(f"model {model.name!r}: {exc}"))
             return False
-        need = model.held() if restore else model.estimate()
+        need = model.held() if restore else model.estimate(device)
         residents = [m for m in self._models.values() if m is not model and m.state in ON_DEVICE and m.device == device]
         busy = {m.name for m in residents if not m.idle or m.state in MOVING}
         try:
@@ -587,6 +613,8 @@ class Core:
         model = self._models[report.model]
         op = report.command.op
         model.command = None
+        if report.process_bytes and model.runner != INLINE:
+            self._measured_overhead(model.runner, report.process_bytes)
         if op in ("load", "restore"):
             self._on_loaded(model, report)
         elif op == "run":
@@ -604,7 +632,91 @@ class Core:
                 model.state, model.device = UNLOADED, None
                 log.warning("model %s: offload failed (%s); unloaded instead", model.name, report.error)
         self._dirty(model)
+        self._maybe_retire(model.runner)
 
+    # ---- runner processes ----
+
+    def _on_runner_exit(self, event: RunnerExit) -> None:
+        """A runner process ended. Its models lost their weights; the command each had in flight is over: a run's
+        requests that had sent no audio are run once more (a new process starts for them), the others end with
+        ``runner_lost``; a runner that crashed too often leaves its models failed, with the reason."""
+        message = event.describe()
+        if not event.intended:
+            log.error("%s", message)
+        used: set[Any] = set()
+        for model in [m for m in self._models.values() if m.runner == event.runner]:
+            command = event.commands.get(model.name)
+            if command is None and model.state not in (READY, WARM):
+                continue  # nothing of it was in that process (a load still waiting for the next one stays)
+            if model.state in (READY, WARM, LOADING, RESTORING, UNLOADING, OFFLOADING):
+                if model.state == READY:
+                    model.evictions += 1
+                model.state, model.device, model.reserved = UNLOADED, None, None
+            model.command = None
+            model.restarts = event.crashes
+            if command is not None and command.op == "run":
+                self._runner_lost_run(model, event, used)
+            job, model.unload_job = model.unload_job, None
+            if job is not None:  # an unload that was in flight: the model is unloaded now
+                self._done(job, "result", self._row(model))
+            if event.failed:
+                model.state = FAILED
+                model.error = f"{message}; {event.crashes} crashes within {CRASH_WINDOW_S / 60:.0f} minutes"
+                self._fail_model_jobs(model, BackendError(f"model {model.name!r} is failed: {model.error}"))
+            self._dirty_sharers(model)
+            self._dirty(model)
+        for key, result in event.results.items():
+            if key not in used:
+                self._out.drop(result)
+
+    def _runner_lost_run(self, model: Model, event: RunnerExit, used: set[Any]) -> None:
+        jobs, model.running = model.running, []
+        model.activation_reserved_bytes = 0
+        self.running_jobs = {k: v for k, v in self.running_jobs.items() if k != model.name}
+        retry = []
+        for job in jobs:
+            if job.replied:
+                continue
+            result = event.results.get(job.key)
+            if result is not None:  # it finished before the process ended: its result stands
+                used.add(job.key)
+                self._done_row(job, Row(job.key, True, reply=result))
+            elif job.cancelled:
+                self._done_error(job, stop_error(job.reason))
+            elif job.key in event.streamed or job.crash_retried or event.failed:
+                self._done_error(job, RunnerLostError(
+                    f"model {model.name!r}: {event.describe()}" + (
+                        "; part of its audio was already sent, so it is not run again" if job.key in event.streamed
+                        else "; it was already run once more after an earlier crash" if job.crash_retried else "")))
+            else:
+                job.crash_retried = True
+                retry.append(job)
+        for job in reversed(retry):  # back to the front, in their order: they run first on the new process
+            self._sched.requeue_front(job)
+
+    def _measured_overhead(self, runner: str, process_bytes: int) -> None:
+        """A runner's process measured ``process_bytes`` on its device: what its models do not account for is the
+        process's own (interpreter, libraries, a CUDA context), counted once per runner like a shared weight."""
+        models = [m for m in self._models.values() if m.runner == runner and m.state in (READY, WARM) and m.report]
+        own = sum(m.report.own_bytes for m in models)
+        shared: dict[Any, int] = {}
+        for m in models:
+            shared.update(m.report.shared)
+        overhead = max(0, process_bytes - own - sum(shared.values()))
+        if overhead > self._overheads.get(runner, 0):
+            self._overheads[runner] = overhead
+            for m in self._models.values():
+                if m.runner == runner:
+                    m.runner_overhead_bytes = overhead
+                    self._dirty(m)
+
+    def _maybe_retire(self, runner: str) -> None:
+        """A runner none of whose models holds anything or has a command in flight: its process exits (unload frees)."""
+        if runner == INLINE:
+            return
+        models = [m for m in self._models.values() if m.runner == runner]
+        if all(m.state in (UNLOADED, FAILED) and m.idle for m in models):
+            self._runners.retire(runner)
     def _on_loaded(self, model: Model, report: Report) -> None:
         model.reserved = None
         job = self._sched.head(model.name)
@@ -760,6 +872,12 @@ class Core:
                 self._rescan()
             elif kind == "batch":
                 self._batch_waits.discard(item)  # the pump that follows starts its batch
+            elif kind == "kill":  # a stopped run still going (every row of its pass stopped): its runner goes
+                model = self._models.get(item.model)
+                if model is not None and model.command == "run" and item in model.running and all(
+                        j.cancelled for j in model.running):
+                    self._runners.kill(model.runner, f"request {item.request_id} of model {model.name!r} did not stop "
+                                                     f"within kill_after_s = {model.spec.kill_after_s:g} s of its {item.reason}")
 
     def _arm_keep_alive(self, model: Model) -> None:
         if math.isfinite(model.keep_until_s) and not model.pinned:
@@ -869,6 +987,14 @@ class Core:
         peers = frozenset(self._peer_jobs) - {INTERNAL_PEER}
         if peers != self.busy_peers:
             self.busy_peers = peers
+
+
+def _runner_fields(runner: str, status: dict[str, Any] | None) -> dict[str, Any]:
+    """What a ps row shows of its model's runner process."""
+    if status is None:  # inline: the host's own process
+        return {"pid": os.getpid(), "runner_state": "inline", "runner_restarts": 0, "runner_bytes": 0, "python": None}
+    return {"pid": status["pid"], "runner_state": status["state"], "runner_restarts": status["restarts"],
+            "runner_bytes": status["process_bytes"], "python": status["python"]}
 
 
 def _key(job: Job):

@@ -40,6 +40,7 @@ def serve(config: HostConfig) -> int:
         core.connect()  # here, in the main thread, before our signal handlers (ray.init installs its own)
     else:
         core = Core(config, reply=server, catalog=catalog_for(config), metrics=metrics)  # checks every entry's options
+        server.forget_holder = core.forget_segments
     if config.metrics is not None:  # before the socket binds: a port in use ends the start with one line
         metrics.watch(core, lambda: server.clients)
         try:

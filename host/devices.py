@@ -129,13 +129,19 @@ def allocated_bytes(device: str) -> int:
 
 
 def process_bytes(device: str, pid: int | None = None) -> int:
-    """What a whole process holds on ``device``: on CUDA, what NVML counts for it (its context, the allocator's
-    cache and tensors); on the CPU, its resident set. 0 where it cannot be read."""
+    """What a whole process holds on ``device``, which its exit gives back: on CUDA, what NVML counts for it (its
+    context, the allocator's cache and tensors); on the CPU, its private memory (the unique set: library code
+    pages it shares with other processes, and shared-memory segments, are not its own). 0 where unreadable."""
     if not device.startswith("cuda"):
         try:
-            return process_rss_bytes(pid)
-        except OSError:
-            return 0
+            with open(f"/proc/{pid or 'self'}/smaps_rollup") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line and not line[0].isdigit() and " " not in line.split(":")[0])
+            return sum(int(fields[k].split()[0]) * 1024 for k in ("Private_Clean", "Private_Dirty"))
+        except (OSError, KeyError, ValueError):
+            try:
+                return process_rss_bytes(pid)
+            except OSError:
+                return 0
     pid = pid or os.getpid()
     handle = _nvml_handle(device)
     if handle is None:

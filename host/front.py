@@ -7,12 +7,24 @@ Types only, plus ``PlainOutbox``; no thread of its own.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Protocol
 
 from modelhost.client import wire
 
 # reply(peer, kind, request_id, body): sends one message to a client; thread-safe.
 Reply = Callable[[bytes, str, int, dict], None]
+DEFAULT_TIMEOUT_S = 3600.0  # a request's deadline when it names none
+
+
+def wait_idle(front: "Front", timeout_s: float) -> bool:
+    """Wait until ``front`` has no job queued or running (it publishes ``jobs``); False if ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while front.jobs != (0, 0):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 class Outbox(Protocol):
@@ -26,6 +38,9 @@ class Outbox(Protocol):
     def send_encoded(self, peer: bytes, encoded: Any) -> None: ...
 
     def drop(self, encoded: Any) -> None: ...
+
+    def reads_shm(self, peer: bytes) -> bool:
+        """Whether ``peer`` maps the host's shared-memory segments (``pool``)."""
 
 
 class PlainOutbox:
@@ -42,6 +57,9 @@ class PlainOutbox:
 
     def drop(self, encoded: Any) -> None:
         pass
+
+    def reads_shm(self, peer: bytes) -> bool:
+        return False
 
 
 def outbox_of(reply: Outbox | Reply) -> Outbox:

@@ -16,8 +16,7 @@ import time
 from typing import Any
 
 from modelhost.host import residency
-from modelhost.host.backends import Backend, MemoryReport
-from modelhost.host.backends import ModelSpec
+from modelhost.host.backends import INLINE, Backend, MemoryReport, ModelSpec, runner_of
 
 UNLOADED, LOADING, READY, UNLOADING, FAILED = "unloaded", "loading", "ready", "unloading", "failed"
 WARM, OFFLOADING, RESTORING = "warm", "offloading", "restoring"
@@ -55,6 +54,9 @@ class Model:
         self.max_rows = spec.max_batch_size if spec.max_batch_size is not None else max(1, int(backend.batch_rows))
         self.command: str | None = None  # the worker command in flight ("load", "run", ...), if any
         self.unload_job: Any = None  # the unload request waiting for the unload in flight, if any
+        self.runner = runner_of(spec)  # the runner process it runs in, or INLINE (a thread of the host)
+        self.runner_overhead_bytes = 0  # its runner process's own bytes (measured), shared by the runner's models
+        self.restarts = 0  # its runner's crashes within the crash window
         self.source = _safe(backend.source)
         self._file_estimate: MemoryReport | None = None  # the backend's estimate from its files, read once
         self.details: dict[str, Any] = {}
@@ -68,9 +70,10 @@ class Model:
     def idle(self) -> bool:
         return self.command is None
 
-    def estimate(self) -> MemoryReport:
-        """What a load will take: the last measured size, else the catalog's memory hint, else the backend's
-        estimate from its files; the catalog's reserve for activations comes on top."""
+    def estimate(self, device: str | None = None) -> MemoryReport:
+        """What a load (on ``device``, else where it is or is meant to go) will take: the last measured size, else the
+        catalog's memory hint, else the backend's estimate from its files; the catalog's reserve for activations
+        comes on top, and on a GPU its runner's own memory (``_with_runner``)."""
         if self.report is not None:
             base = self.report
         elif self.spec.memory_bytes is not None:
@@ -82,14 +85,24 @@ class Model:
                     return MemoryReport(self.spec.reserve_bytes)
                 self._file_estimate = found
             base = self._file_estimate
-        return MemoryReport(base.own_bytes + self.spec.reserve_bytes, dict(base.shared))
+        return MemoryReport(base.own_bytes + self.spec.reserve_bytes, self._with_runner(base.shared, device))
 
     def held(self) -> MemoryReport:
         """What it holds on its device now (a load in progress: its reservation)."""
         if self.state in (LOADING, RESTORING):
             return self.reserved or self.estimate()
         report = self.report or MemoryReport(0)
-        return MemoryReport(report.own_bytes + self.spec.reserve_bytes, dict(report.shared))
+        return MemoryReport(report.own_bytes + self.spec.reserve_bytes, self._with_runner(report.shared, self.device))
+
+    def _with_runner(self, shared: dict[Any, int], device: str | None) -> dict[Any, int]:
+        """Its shared weights, plus, on a GPU, its runner process's own device memory (its CUDA context and the
+        allocator's cache, measured through NVML): counted once for all the runner's models on that device, like
+        a shared weight, and freed with the last of them (the runner then exits). On the CPU a runner's own
+        memory (its interpreter and libraries) is shown in ``ps`` but is not the models' budget's to count."""
+        device = device or self.device or self.spec.device or ""
+        if self.runner == INLINE or not self.runner_overhead_bytes or not device.startswith("cuda"):
+            return dict(shared)
+        return {**shared, ("runner", self.runner, device): self.runner_overhead_bytes}
 
     def resident(self, busy: bool) -> residency.Resident:
         held = self.held()
@@ -129,6 +142,8 @@ class Model:
         self.row = {
             "name": self.name,
             "backend": self.spec.backend,
+            "runner": self.runner,
+            "runner_overhead_bytes": self.runner_overhead_bytes,  # its runner process's own memory, counted once per runner
             "source": self.source,
             "state": self.state,
             "device": self.device if ready else (self.spec.device or "auto"),

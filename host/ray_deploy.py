@@ -28,7 +28,8 @@ from typing import Any, AsyncIterator
 
 from modelhost.client import wire
 from modelhost.host import __version__
-from modelhost.host.config import HostConfig, ModelSpec, RayDeployment
+from modelhost.host.backends import INLINE, ModelSpec
+from modelhost.host.config import HostConfig, RayDeployment
 
 log = logging.getLogger("modelhost.ray")
 
@@ -95,7 +96,10 @@ def fingerprint(config: HostConfig, options: dict[str, Any]) -> str:
 
 def replica_config(spec: ModelSpec, host: HostConfig, budgets: dict[str, float | int]) -> HostConfig:
     """The config a replica's core runs on: this one model, preloaded, and the host's run-time settings;
-    no address, token, CURVE key, metrics or catalog folders (the replica serves no socket)."""
+    no address, token, CURVE key, metrics or catalog folders (the replica serves no socket). The model runs
+    inline, in the replica's process: Ray already runs each replica as a process it watches and replaces, and
+    a runner inside it would be a second process and, on a GPU, a second CUDA context for nothing."""
+    spec = replace(spec, runner=INLINE, python=None)
     return replace(host, models={spec.name: spec}, preload=(spec.name,), budgets=budgets, token=None, curve=None,
                    metrics=None, webui=None, ray=None, notes=(), source=f"the Ray replica of {spec.name}")
 

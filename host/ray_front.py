@@ -42,8 +42,8 @@ from modelhost.client.errors import (
 )
 from modelhost.host import __version__
 from modelhost.host.backends import create_backend, stop_error
-from modelhost.host.config import HostConfig, ModelSpec
-from modelhost.host.core import DEFAULT_TIMEOUT_S, Core
+from modelhost.host.backends import ModelSpec
+from modelhost.host.config import HostConfig
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, UNLOADED, Model
 from modelhost.host.ray_deploy import (
@@ -54,7 +54,7 @@ from modelhost.host.ray_deploy import (
     replica_budgets,
     replica_config,
 )
-from modelhost.host.front import Reply
+from modelhost.host.front import DEFAULT_TIMEOUT_S, Reply, wait_idle
 
 log = logging.getLogger("modelhost.ray")
 
@@ -164,7 +164,9 @@ class RayFront:
     def join(self, timeout_s: float) -> None:
         """Nothing to wait for here: the models' threads live in the replicas."""
 
-    wait_idle = Core.wait_idle  # reads only ``jobs``, which this front end publishes with the core's meaning
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False if ``timeout_s`` passed first."""
+        return wait_idle(self, timeout_s)
 
     def health(self) -> dict[str, Any]:
         rows, state = self.rows, self._state

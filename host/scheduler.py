@@ -45,6 +45,8 @@ class Job:
     reason: str = ""  # why it was cancelled: "cancelled", "deadline", "client_gone", "shutdown"
     replied: bool = False  # its final reply went out (the core sends exactly one)
     oom_retried: bool = False  # it already had its one retry after an out-of-memory error
+    crash_retried: bool = False  # it already ran once more after its runner process died under it
+    kill_armed: bool = False  # stopped while running in a runner: a timer kills the runner if it goes on
     load_ns: int = 0  # time spent loading its model for it
     started_s: float = 0.0  # monotonic: when its run was sent to its worker
     batch_key: Hashable | None = None  # generate jobs with equal keys may share a pass; None: it runs alone

@@ -32,7 +32,7 @@ import stat
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -96,6 +96,7 @@ class Server:
         use_shm = config.shm and config.address.path is not None and shm.available()
         self.pool = shm.Pool(max_bytes=config.shm_pool_bytes, min_bytes=config.shm_min_bytes,
                              on_forget=self._forget) if use_shm else None
+        self.forget_holder: Callable[[Any, list[int]], None] | None = None  # runner processes (set by the daemon)
         self.thread = threading.Thread(target=self._run, name="modelhost-io", daemon=True)
 
     # ---- set-up and shutdown (main thread) ----
@@ -189,9 +190,19 @@ class Server:
         if encoded is not None and encoded.placed and encoded.sender is not None:
             encoded.sender.unplace(encoded.placed)
 
-    def _forget(self, peer: bytes, seg_ids: list[int]) -> None:
-        """The pool retired segments ``peer`` may have mapped (any thread)."""
+    def _forget(self, peer: Any, seg_ids: list[int]) -> None:
+        """The pool retired segments ``peer`` may have mapped (any thread): a client, or a runner process that wrote
+        into them (``forget_holder``)."""
+        if isinstance(peer, tuple):
+            if self.forget_holder is not None:
+                self.forget_holder(peer, seg_ids)
+            return
         self.send(peer, "shm", 0, {"forget": seg_ids})
+
+    def reads_shm(self, peer: bytes) -> bool:
+        """Whether ``peer`` maps the host's segments (its results can stay in shared memory); any thread."""
+        attached = self._attached.get(peer)
+        return attached is not None and attached.sender is not None
 
     def _wake(self) -> None:
         try:
@@ -308,6 +319,7 @@ class Server:
         """Shared memory as ``health`` shows it: the host's segments, how many are lent, to how many peers."""
         pool = self.pool
         return {"segments": pool.segments(), "bytes": pool.bytes, "lent": pool.lent(), "peers": len(self._attached),
+                "handed_over": pool.handed_over,
                 "mapped_from_peers": sum(len(state.mappings) for state in self._attached.values())}
 
     def _releaser(self, peer: bytes):

@@ -54,7 +54,8 @@ class Worker:
             "offload": self._offload, "restore": self._restore}
         self._next_refresh_s = 0.0  # a run after this reads the model's size and details again
         self._run_device = "cpu"  # the device of the run in progress
-        self._stops: dict[TaskKey, str] = {}  # tasks told to stop -> why (written by any thread, read by this one)
+        self._sent: set[TaskKey] = set()  # tasks of runs sent and not yet ended
+        self._stops: dict[TaskKey, str] = {}  # tasks told to stop -> why (written by the sending thread, read by this one)
         self.progress_at: dict[TaskKey, float] = {}  # running tasks -> monotonic time of their last progress
         self.thread = threading.Thread(target=self._loop, name=f"modelhost-model-{name}", daemon=True)
 
@@ -62,11 +63,15 @@ class Worker:
         self.thread.start()
 
     def send(self, command: Command) -> None:
+        if command.op == "run":
+            self._sent.update(task.key for task in command.tasks)
         self._queue.put(command)
 
     def stop(self, key: TaskKey, reason: str) -> None:
-        """The running task ``key`` must stop (``reason``: cancelled, deadline, client_gone, shutdown); any thread."""
-        self._stops[key] = reason
+        """The task ``key``, sent in a run, must stop (``reason``: cancelled, deadline, client_gone, shutdown): at its
+        next progress point, or before it starts. Called from the thread that sends the commands."""
+        if key in self._sent:
+            self._stops[key] = reason
 
     def join(self, timeout_s: float) -> None:
         self.thread.join(timeout_s)
@@ -151,6 +156,7 @@ class Worker:
                     rows = self._run_batch(tasks, started_ns, command.device or "cpu")
         finally:
             for task in tasks:
+                self._sent.discard(task.key)
                 self._stops.pop(task.key, None)
                 self.progress_at.pop(task.key, None)
         report, details = None, None

@@ -9,6 +9,7 @@ Backend modules are imported on first use, so adding a family is one line here.
 from __future__ import annotations
 
 import importlib
+import os
 
 from modelhost.host.backends.base import (  # noqa: F401 (the public names of the backend contract)
     INLINE,
@@ -38,12 +39,16 @@ FAMILIES: dict[str, str] = {"musicgen": "audiocraft", "audiogen": "audiocraft", 
 
 
 def runner_of(spec: ModelSpec) -> str:
-    """The runner a model runs in: its catalog ``runner``, else its family's (``@DEVICE`` for a fixed device),
-    or ``INLINE`` (the host's own process)."""
+    """The runner a model runs in: its catalog ``runner`` (``INLINE``: the host's own process), else its family's,
+    with ``@DEVICE`` for a fixed device and ``@VENV`` (the environment's folder name) for another Python."""
     if spec.runner:
         return spec.runner
-    family = FAMILIES.get(spec.backend, spec.backend)
-    return f"{family}@{spec.device}" if spec.device else family
+    name = FAMILIES.get(spec.backend, spec.backend)
+    if spec.device:
+        name += f"@{spec.device}"
+    if spec.python:
+        name += "@" + os.path.basename(os.path.dirname(os.path.dirname(spec.python)))
+    return name
 
 
 class BackendImportError(ValueError):

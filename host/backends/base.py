@@ -195,6 +195,7 @@ class Backend:
 
     can_offload = False  # True where offload()/restore() move the weights to pinned RAM and back
     batch_rows = 1  # the most rows one generate_batch pass takes unless the catalog says (1: never batches)
+    requires: tuple[str, ...] = ()  # the modules its load imports (``modelhost doctor`` checks each runner's Python)
 
     def __init__(self, spec: ModelSpec) -> None:
         self.name = spec.name

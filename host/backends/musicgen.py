@@ -76,6 +76,7 @@ class _AudiocraftBackend(Backend):
     family = ""
     can_offload = True
     batch_rows = 8
+    requires = ("torch", "torchaudio", "audiocraft.models")
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)

@@ -79,6 +79,8 @@ class PipelineSettings:
 class RvcBackend(Backend):
     """``backend = "rvc"`` (see the module docstring)."""
 
+    requires = ("torch", "fairseq", "faiss", "rvc_python.modules.vc.modules", "rvc_python.modules.vc.pipeline")
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
         opts = check_options(spec, _OPTIONS)

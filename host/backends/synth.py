@@ -93,6 +93,7 @@ class SynthBackend(Backend):
     """The ``synth`` backend (see the module docstring)."""
 
     can_offload = True
+    requires = ("torch",)
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)

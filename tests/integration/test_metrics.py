@@ -95,6 +95,7 @@ def test_metrics_show_requests_timings_memory_devices_and_clients(metrics_host) 
 def test_health_reports_a_stalled_generation_and_exits_non_zero(metrics_host) -> None:
     h, _ = metrics_host
     with Client(h.address) as c:
+        c.load("stuck")  # its runner starts now, not inside the window the test watches
         job = c.submit("stuck", params={"duration_s": 0.1})
         waiter = threading.Thread(target=job.result)
         waiter.start()

@@ -249,7 +249,7 @@ def test_cli_health_ps_and_a_streamed_generate_through_ray(ray_front, tmp_path):
     table = cli("ps").splitlines()
     assert table[0].split()[-1] == "REPLICAS"
     synth = next(line.split() for line in table if line.startswith("synth "))
-    assert synth[2] == "ready" and synth[4].startswith("cpu@") and synth[-1] == "2"
+    assert synth[2] == "ready" and synth[7].startswith("cpu@") and synth[-1] == "2"
     out = tmp_path / "drums.wav"
     cli("generate", "musicgen", "drums", "--param", "duration=2", "--stream", "--quiet", "-o", str(out))
     audio, rate = read_wav(out)

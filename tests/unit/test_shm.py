@@ -135,3 +135,39 @@ def test_a_message_refused_for_another_field_gives_its_segments_back_unread() ->
     with pytest.raises(BadRequestError, match="unknown msgpack extension"):
         wire.decode([msgpack.packb(header, use_bin_type=True)], shm=peer.maps)
     assert peer.pool.lent() == 0 and peer.released  # the shared array was never mapped, yet given back
+
+
+def test_an_array_another_process_wrote_into_our_segment_is_handed_on_without_a_copy() -> None:
+    """A runner's path: ``alloc`` lends a segment to a writer, the writer fills it through its own mapping,
+    ``held`` gives this process a view, and ``place`` lends that same memory to a reader: no copy anywhere."""
+    pool = shm.Pool()
+    writer = ("runner", "w")
+    seg_id, fd, size = pool.alloc(4 << 20, writer)
+    their = shm.Mappings(os.getpid(), pool.key, lambda seg: None).array(seg_id, fd, size, np.dtype(np.uint8), (size,), size)
+    audio = _audio()
+    their[: audio.nbytes].view(audio.dtype).reshape(audio.shape)[...] = audio  # the writer's one copy
+    held = pool.held(seg_id, writer, audio.dtype, audio.shape, audio.nbytes)
+    assert np.array_equal(held, audio) and pool.unconfirmed() == 0  # held here: nobody else needs this process
+    ref = pool.place(held, "client")
+    assert ref == (seg_id, fd, size) and pool.handed_over == 1 and pool.placed == 1  # the same segment: no copy
+    del held
+    gc.collect()
+    assert pool.lent() == 1  # lent to the client now: dropping our view does not free it
+    pool.release([seg_id], "client")
+    assert pool.lent() == 0
+
+
+def test_a_held_array_dropped_without_being_sent_gives_its_segment_back() -> None:
+    pool = shm.Pool()
+    writer = ("runner", "w")
+    seg_id, _, _ = pool.alloc(1 << 20, writer)
+    with pytest.raises(shm.ShmError):
+        pool.held(seg_id, ("runner", "other"), np.dtype(np.float32), (10,), 40)  # not lent to that one
+    held = pool.held(seg_id, writer, np.dtype(np.float32), (1000,), 4000)
+    assert pool.lent() == 1
+    del held
+    gc.collect()
+    assert pool.lent() == 0
+    seg2, _, _ = pool.alloc(1 << 20, writer)
+    pool.peer_gone(writer)  # the writer died before it sent what it was lent
+    assert pool.lent() == 0 and seg2 == seg_id  # reused: the free segment of that size
