@@ -16,6 +16,7 @@ FAMILY_MODULES = {
     "synth": ["torch"],
     "musicgen": ["torchaudio", "audiocraft.models"],
     "audiogen": ["torchaudio", "audiocraft.models"],
+    "magnet": ["torchaudio", "audiocraft.models"],
     "rvc": ["fairseq", "faiss", "rvc_python.modules.vc.modules", "rvc_python.modules.vc.pipeline"],
 }
 FIX = "run ./setup.sh in the modelhost checkout (it installs the tested model stack into .venv)"
