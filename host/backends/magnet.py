@@ -49,10 +49,9 @@ from modelhost.host.backends import (
     RunContext,
     number_param,
 )
-from modelhost.host.backends.musicgen import _LOAD_OPTIONS, AudiocraftCheckpoint
+from modelhost.host.backends.musicgen import AudiocraftCheckpoint
 from modelhost.host.backends.params import bool_param, check_known, choice_param
 from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
-from modelhost.host.devices import module_bytes
 
 STAGES = 4  # every MAGNeT has 4 codebooks, and the WebUI's tab one decoding-steps slider per stage
 MAX_DECODING_STEPS = 1000
@@ -75,7 +74,7 @@ class MagnetBackend(AudiocraftCheckpoint):
 
     family = "magnet"
     example_checkpoint = "facebook/magnet-small-10secs"
-    options = _LOAD_OPTIONS | {"attention"}
+    options = AudiocraftCheckpoint.options | {"attention"}
     batch_rows = 8
 
     def __init__(self, spec: ModelSpec) -> None:
