@@ -9,6 +9,9 @@
 * each first-level folder of ``data/models/musicgen_audiogen`` except ``cache``, named by its
   absolute path (``os.path.join(<abs root>/data/models/musicgen_audiogen, NAME)``, the value the
   WebUI sends); AudioGen when its name says so or its checkpoint is 16 kHz, else MusicGen;
+* the 6 hub ids of the MAGNeT tab's picker (``MAGNET_HUB_MODELS``) and each first-level folder of
+  ``data/models/magnet`` except ``cache`` (by absolute path), as the tab lists them (``model_select_ui``
+  with prefix ``magnet``); all served by the ``magnet`` backend;
 * every RVC voice ``*.pth`` under ``data/models/rvc/checkpoints`` at any depth (the WebUI lists one
   folder deep), named by its path relative to that folder without ``.pth`` (``bob/bob``, ``alice``);
   HuBERT from the HF cache (``hf://lj1995/VoiceConversionWebUI/hubert_base.pt``), RMVPE from
@@ -47,8 +50,16 @@ HUB_MODELS: tuple[tuple[str, str], ...] = (
 )
 HUB_IDS = tuple(hub_id for _, hub_id in HUB_MODELS)
 AUDIOGEN_HUB_ID = "facebook/audiogen-medium"  # the WebUI picks AudioGen by this exact name
+# The MAGNeT tab's picker (tts_webui_extension.audiocraft magnet/magnet_tab.py), in its order: (label, hub id).
+MAGNET_HUB_MODELS: tuple[tuple[str, str], ...] = (
+    ("Magnet, 10s, Small", "facebook/magnet-small-10secs"), ("Magnet, 10s, Medium", "facebook/magnet-medium-10secs"),
+    ("Magnet, 30s, Small", "facebook/magnet-small-30secs"), ("Magnet, 30s, Medium", "facebook/magnet-medium-30secs"),
+    ("Audio, Magnet, Small", "facebook/audio-magnet-small"), ("Audio, Magnet, Medium", "facebook/audio-magnet-medium"),
+)
+MAGNET_HUB_IDS = tuple(hub_id for _, hub_id in MAGNET_HUB_MODELS)
 HUBERT_REF = "hf://lj1995/VoiceConversionWebUI/hubert_base.pt"  # where the WebUI's RVC tab downloads it
 MUSICGEN_DIR = ("data", "models", "musicgen_audiogen")
+MAGNET_DIR = ("data", "models", "magnet")
 CHECKPOINTS_DIR = ("data", "models", "rvc", "checkpoints")
 DEFAULT_RMVPE_ROOT = "data/models/rvc/rmvpe"
 DEFAULT_KEYS = {"device", "keep_alive_s", "reserve_bytes", "pin"}
@@ -75,6 +86,7 @@ class WebuiCatalog:
         self.env = webui_environment(self.root, os.environ if environ is None else environ)
         self.hf_cache = hub_cache_dir(self.env, self.root)
         self.musicgen_dir = os.path.join(self.root, *MUSICGEN_DIR)
+        self.magnet_dir = os.path.join(self.root, *MAGNET_DIR)
         self.checkpoints = os.path.join(self.root, *CHECKPOINTS_DIR)
         self.rmvpe = os.path.join(_in_root(self.root, self.env.get("rmvpe_root") or DEFAULT_RMVPE_ROOT), "rmvpe.pt")
         self._families: dict[tuple[str, int], str] = {}
@@ -84,7 +96,9 @@ class WebuiCatalog:
     def scan(self) -> dict[str, ModelSpec]:
         """Every model the WebUI offers now, by the name the WebUI sends: hub ids, folders, voices."""
         specs = {hub_id: self._hub_spec(hub_id) for hub_id in HUB_IDS}
-        specs.update((path, self._folder_spec(path)) for path in self._folders())
+        specs.update((path, self._folder_spec(path)) for path in self._folders(self.musicgen_dir))
+        specs.update((hub_id, self._hub_spec(hub_id)) for hub_id in MAGNET_HUB_IDS)
+        specs.update((path, self._spec(path, "magnet", {"checkpoint": path})) for path in self._folders(self.magnet_dir))
         for name, pth in self._voices():
             specs.setdefault(name, self._voice_spec(name, pth))  # a voice never shadows a hub id of the picker
         return specs
@@ -94,7 +108,7 @@ class WebuiCatalog:
 
         Raises UnknownModelError saying why: a path outside the WebUI and the HF cache is refused;
         anything else the WebUI does not offer is unknown (the message lists what is served)."""
-        if name in HUB_IDS:
+        if name in HUB_IDS or name in MAGNET_HUB_IDS:
             return self._hub_spec(name)
         specs = self.scan()
         if name in specs:
@@ -116,7 +130,8 @@ class WebuiCatalog:
             # The published AudioGen checkpoint needs full unpickling; the WebUI loads every file that
             # way (its torch_load_patch), and this is the one hub file it picks by name.
             options["allow_pickle"] = True
-        return self._spec(hub_id, "audiogen" if hub_id == AUDIOGEN_HUB_ID else "musicgen", options)
+        backend = "magnet" if hub_id in MAGNET_HUB_IDS else "audiogen" if hub_id == AUDIOGEN_HUB_ID else "musicgen"
+        return self._spec(hub_id, backend, options)
 
     def _folder_spec(self, path: str) -> ModelSpec:
         return self._spec(path, self._family(path), {"checkpoint": path})
@@ -130,13 +145,13 @@ class WebuiCatalog:
 
     # ---- the disk ----
 
-    def _folders(self) -> list[str]:
-        """Absolute paths of the first-level folders of data/models/musicgen_audiogen, ``cache`` excepted."""
+    def _folders(self, top: str) -> list[str]:
+        """Absolute paths of the first-level folders of ``top`` (a data/models folder), ``cache`` excepted."""
         try:
-            entries = sorted(os.scandir(self.musicgen_dir), key=lambda e: e.name)
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
         except OSError:
             return []
-        return [os.path.join(self.musicgen_dir, e.name) for e in entries if e.is_dir() and e.name != "cache"]
+        return [os.path.join(top, e.name) for e in entries if e.is_dir() and e.name != "cache"]
 
     def _voices(self) -> list[tuple[str, str]]:
         """(WebUI name, absolute .pth path) of every voice under the checkpoints folder, any depth."""
@@ -177,7 +192,7 @@ class WebuiCatalog:
                 return candidate
         path = text if os.path.isabs(text) else os.path.join(self.checkpoints, text)
         by_real = {os.path.realpath(s.options.get("model") or s.options["checkpoint"]): n
-                   for n, s in specs.items() if n not in HUB_IDS}
+                   for n, s in specs.items() if n not in HUB_IDS and n not in MAGNET_HUB_IDS}
         for candidate in (path, path + ".pth"):
             real = os.path.realpath(candidate)
             if real in by_real:
@@ -190,10 +205,11 @@ class WebuiCatalog:
         if not any(_inside(p, top) for p in (path, os.path.realpath(path)) for top in (self.root, self.hf_cache)):
             return (f"{name!r} refused: the host serves only models of the WebUI at {self.root} (and its Hugging Face "
                     f"cache {self.hf_cache}), and this path is outside both")
-        served = [n for n in specs if n not in HUB_IDS]
+        served = [n for n in specs if n not in HUB_IDS and n not in MAGNET_HUB_IDS]
         shown = ", ".join(served[:_SHOWN_NAMES]) + (f" and {len(served) - _SHOWN_NAMES} more" if len(served) > _SHOWN_NAMES else "")
         return (f"the WebUI at {self.root} offers no model {name!r}. Served: the {len(HUB_IDS)} MusicGen/AudioGen hub ids "
-                f"of its picker, the folders in {self.musicgen_dir} and the voices (*.pth) in {self.checkpoints}"
+                f"and the {len(MAGNET_HUB_IDS)} MAGNeT hub ids of its pickers, the folders in {self.musicgen_dir} and "
+                f"{self.magnet_dir}, and the voices (*.pth) in {self.checkpoints}"
                 f"{': ' + shown if shown else ' (none there now)'}")
 
 

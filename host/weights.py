@@ -8,6 +8,9 @@ and the backends load it back through the same loaders as a real checkpoint:
   ``compression_state_dict.bin``, each ``{"xp.cfg": ..., "best_state": ...}``) for MusicGen or
   AudioGen, loadable with ``MusicGen.get_pretrained(folder)``. Text conditioning is a lookup table
   (audiocraft's ``lut`` conditioner), so no T5 download is needed.
+* ``write_magnet``: the same folder for MAGNeT (``transformer_lm_magnet``: non-causal, memory-efficient
+  attention, parallel codebooks, span masking), music at 32 kHz or audio-MAGNeT at 16 kHz, loadable with
+  ``MAGNeT.get_pretrained(folder)``.
 * ``write_hubert``: a fairseq HuBERT checkpoint (``hubert_base.pt`` format).
 * ``write_rvc_voice``: an RVC v2 voice ``.pth`` (``{"config", "weight", "f0", "version"}``).
 * ``write_faiss_index``: an RVC-style IVF ``.index`` of 768-d features.
@@ -37,8 +40,11 @@ _RATIOS = {32000: [10, 8, 16], 16000: [10, 8, 8]}  # 25 Hz frames, as audiocraft
 
 
 def audiocraft_configs(kind: str, *, dim: int = 32, layers: int = 2, heads: int = 4, n_q: int = 4,
-                       card: int = 256, seanet_filters: int = 4, segment_duration_s: float = 30.0) -> tuple[dict, dict]:
-    """The ``xp.cfg`` of the LM and of the compression model, as plain dicts the builders accept."""
+                       card: int = 256, seanet_filters: int = 4, segment_duration_s: float = 30.0,
+                       memory_efficient: bool = False) -> tuple[dict, dict]:
+    """The ``xp.cfg`` of the LM and of the compression model, as plain dicts the builders accept.
+    ``memory_efficient``: attention as the published MusicGen/AudioGen configs have it (audiocraft's
+    efficient-attention backend, a process-wide switch, then picks its implementation)."""
     sample_rate = _SAMPLE_RATES[kind]
     lm_cfg = {
         "lm_model": "transformer_lm",
@@ -47,7 +53,7 @@ def audiocraft_configs(kind: str, *, dim: int = 32, layers: int = 2, heads: int 
         "dataset": {"segment_duration": segment_duration_s},
         "transformer_lm": {
             "n_q": n_q, "card": card, "dim": dim, "num_heads": heads, "num_layers": layers, "hidden_scale": 4,
-            "norm_first": True, "causal": True, "memory_efficient": False, "positional_embedding": "sin",
+            "norm_first": True, "causal": True, "memory_efficient": memory_efficient, "positional_embedding": "sin",
             "bias_proj": False, "bias_ff": False, "bias_attn": False,
         },
         "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(n_q))}},
@@ -82,6 +88,49 @@ def write_audiocraft(folder: str | Path, kind: str = "musicgen", *, seed: int = 
         compression = builders.get_compression_model(OmegaConf.create(compression_cfg))
         compression.quantizer(torch.randn(8, 32, 64), 25)  # initialise the codebooks (k-means init), as training would
         lm = builders.get_lm_model(OmegaConf.create(lm_cfg))
+    torch.save({"xp.cfg": compression_cfg, "best_state": compression.state_dict()}, folder / "compression_state_dict.bin")
+    torch.save({"xp.cfg": lm_cfg, "best_state": lm.state_dict()}, folder / "state_dict.bin")
+    return folder
+
+
+# MAGNeT's flavours: music (MusicGen's 32 kHz EnCodec) and audio-MAGNeT (AudioGen's 16 kHz one).
+_MAGNET_CODECS = {"magnet": "musicgen", "audio-magnet": "audiogen"}
+
+
+def magnet_configs(kind: str = "magnet", *, segment_duration_s: int = 2, subcodes_context: int = 5, span_len: int = 3,
+                   **sizes: Any) -> tuple[dict, dict]:
+    """The ``xp.cfg`` of a MAGNeT LM and of its compression model, as the published ones are laid out
+    (audiocraft's ``config/solver/magnet/magnet_32khz.yaml``): the keys MAGNeT's loader fills in from the
+    compression model and the dataset hold the solver's placeholders."""
+    lm_cfg, compression_cfg = audiocraft_configs(_MAGNET_CODECS[kind], segment_duration_s=int(segment_duration_s), **sizes)
+    lm_cfg["lm_model"] = "transformer_lm_magnet"
+    lm_cfg["transformer_lm"].update({
+        "causal": False, "memory_efficient": True, "subcodes_context": subcodes_context,
+        "compression_model_framerate": 50, "segment_duration": 0, "span_len": -1,  # set by load_lm_model_magnet
+    })
+    lm_cfg["codebooks_pattern"] = {"modeling": "parallel", "parallel": {"empty_initial": -1}}
+    lm_cfg["masking"] = {"span_len": span_len}
+    return lm_cfg, compression_cfg
+
+
+def write_magnet(folder: str | Path, kind: str = "magnet", *, seed: int = 0, **sizes: Any) -> Path:
+    """A MAGNeT (``kind`` "magnet", 32 kHz) or audio-MAGNeT ("audio-magnet", 16 kHz) checkpoint folder with
+    random weights; ``segment_duration_s`` (an int, as MAGNeT's masks need) is the length it always makes."""
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lm_cfg, compression_cfg = magnet_configs(kind, **sizes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        compression = builders.get_compression_model(OmegaConf.create(compression_cfg))
+        compression.quantizer(torch.randn(8, 32, 64), 25)  # initialise the codebooks (k-means init), as training would
+        build_cfg = OmegaConf.create(lm_cfg)  # what load_lm_model_magnet hands the builder
+        build_cfg.transformer_lm.compression_model_framerate = int(compression.frame_rate)
+        build_cfg.transformer_lm.segment_duration = build_cfg.dataset.segment_duration
+        build_cfg.transformer_lm.span_len = build_cfg.masking.span_len
+        lm = builders.get_lm_model(build_cfg)
     torch.save({"xp.cfg": compression_cfg, "best_state": compression.state_dict()}, folder / "compression_state_dict.bin")
     torch.save({"xp.cfg": lm_cfg, "best_state": lm.state_dict()}, folder / "state_dict.bin")
     return folder

@@ -5,6 +5,10 @@ Pure numpy (no torch at import, no sockets). The parameter names and shapes are 
 * MusicGen/AudioGen ``generate(text, melody, model_name, duration, topk, topp, temperature, cfg_coef,
   use_multi_band_diffusion, **kwargs)`` (``seed`` arrives in kwargs as a string, from a Textbox)
   returns ``{"audio_out": (sample_rate, float32 (T,) or (T, 2)), "tokens": tensor or None}``;
+* MAGNeT ``generate(model_name, text, decoding_steps_1, decoding_steps_2, decoding_steps_3,
+  decoding_steps_4, **kwargs)`` (kwargs: ``seed`` as a string, ``use_sampling``, ``top_k`` (a Number:
+  a float), ``top_p``, ``temperature``, ``max_cfg_coef``, ``min_cfg_coef``, ``span_arrangement``)
+  returns ``{"audio_out": (sample_rate, float32 (T,)), "tokens": (1, 4, T) tensor}``;
 * RVC ``run_rvc(pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path,
   index_rate, filter_radius, resample_sr, rms_mix_rate, protect, **kwargs)`` returns
   ``{"audio_out": (sample_rate, int16 (T,))}``.
@@ -28,8 +32,13 @@ MUSICGEN_ARGS = ("text", "melody", "model_name", "duration", "topk", "topp", "te
                  "use_multi_band_diffusion")
 RVC_ARGS = ("pitch_up_key", "original_audio_path", "index_path", "pitch_collection_method", "model_path",
             "index_rate", "filter_radius", "resample_sr", "rms_mix_rate", "protect")
-ARG_ORDER = {"musicgen": MUSICGEN_ARGS, "rvc": RVC_ARGS}
-MODEL_KEY = {"musicgen": "model_name", "rvc": "model_path"}
+MAGNET_ARGS = ("model_name", "text", "decoding_steps_1", "decoding_steps_2", "decoding_steps_3", "decoding_steps_4")
+ARG_ORDER = {"musicgen": MUSICGEN_ARGS, "magnet": MAGNET_ARGS, "rvc": RVC_ARGS}
+MODEL_KEY = {"musicgen": "model_name", "magnet": "model_name", "rvc": "model_path"}
+# The MAGNeT tab's defaults (magnet_tab.py): what a call that leaves one out means.
+MAGNET_DEFAULTS = {"decoding_steps_1": 80, "decoding_steps_2": 40, "decoding_steps_3": 40, "decoding_steps_4": 20,
+                   "use_sampling": True, "top_k": 0, "top_p": 0.95, "temperature": 1.0, "max_cfg_coef": 20.0,
+                   "min_cfg_coef": 1.0, "span_arrangement": "nonoverlap"}
 MELODY_MAX_S = 30  # MusicGen's segment: the WebUI cuts the melody to it before generate_with_chroma
 RESAMPLE_MIN_HZ = 16000  # RVC resamples only to 16 kHz and above; lower values mean "keep the voice's rate"
 
@@ -83,6 +92,35 @@ def musicgen_call(kw: Mapping[str, Any], wants_melody: bool, wants_tokens: bool)
         samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
     samples = samples[..., : rate * MELODY_MAX_S]
     return HostCall(prompt=text or "", params=params, audio=samples, sample_rate=rate)
+
+
+def magnet_call(kw: Mapping[str, Any]) -> HostCall:
+    """A MAGNeT request: the tab's parameters under their own names. Decoding steps go through ``int`` as
+    audiocraft's ``set_generation_params`` takes them; ``top_k`` (a Gradio Number, so a float) must be whole;
+    top-p above 1 keeps every token, as 1 does."""
+    params: dict[str, Any] = {}
+    for i in range(1, 5):
+        key = f"decoding_steps_{i}"
+        params[key] = int(_number(kw, key, MAGNET_DEFAULTS[key]))
+    use_sampling = kw.get("use_sampling")
+    top_k = _number(kw, "top_k", MAGNET_DEFAULTS["top_k"])
+    if not top_k.is_integer():
+        raise InputError(f"top_k must be a whole number (0: off), got {kw.get('top_k')!r}")
+    params.update({
+        "use_sampling": MAGNET_DEFAULTS["use_sampling"] if use_sampling is None else bool(use_sampling),
+        "top_k": int(top_k),
+        "top_p": min(_number(kw, "top_p", MAGNET_DEFAULTS["top_p"]), 1.0),
+        "temperature": _number(kw, "temperature", MAGNET_DEFAULTS["temperature"]),
+        "max_cfg_coef": _number(kw, "max_cfg_coef", MAGNET_DEFAULTS["max_cfg_coef"]),
+        "min_cfg_coef": _number(kw, "min_cfg_coef", MAGNET_DEFAULTS["min_cfg_coef"]),
+        "span_arrangement": kw.get("span_arrangement") or MAGNET_DEFAULTS["span_arrangement"],
+        "seed": _seed(kw.get("seed")),
+        "return_tokens": True,
+    })
+    text = kw.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    return HostCall(prompt=text or "", params=params)
 
 
 def index_name(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""``Forwarder``: runs a WebUI's MusicGen/AudioGen or RVC call on the host and returns TTS-WebUI's shapes.
+"""``Forwarder``: runs a WebUI's MusicGen/AudioGen, MAGNeT or RVC call on the host and returns TTS-WebUI's shapes.
 
 Shared by the decorator extension (``main.py``), the old-WebUI patch (``patch.py``) and the light UI
 (``ui.py``, which also plays MusicGen/AudioGen audio as it is made, through ``stream``). Runs in the
@@ -70,8 +70,8 @@ class Settings:
 class Forwarded:
     """A call's result in the WebUI's layout, and what the host did (for metadata and logs)."""
 
-    audio_out: tuple[int, np.ndarray]  # (rate, float32 (T,) or (T, C)) for MusicGen/AudioGen, (rate, int16 (T,)) for RVC
-    tokens: np.ndarray | None  # MusicGen's (K, T) codes; None for AudioGen and RVC
+    audio_out: tuple[int, np.ndarray]  # (rate, float32 (T,) or (T, C)) for MusicGen/AudioGen/MAGNeT, (rate, int16 (T,)) for RVC
+    tokens: np.ndarray | None  # MusicGen's and MAGNeT's (K, T) codes; None for AudioGen and RVC
     model: str
     params: dict[str, Any]
     info: dict[str, Any]
@@ -140,7 +140,8 @@ class Forwarder:
         return lines
 
     def forward(self, kind: str, kw: Mapping[str, Any], progress: ProgressFn | None = None) -> Forwarded:
-        """Run a ``kind`` ("musicgen" or "rvc") call with TTS-WebUI parameters ``kw`` on the host."""
+        """Run a ``kind`` ("musicgen", "magnet" or "rvc": the WebUI's ``_type``) call with TTS-WebUI parameters
+        ``kw`` on the host."""
         models: list[dict[str, Any]] = []
         route = None
         try:
@@ -215,6 +216,8 @@ class Forwarder:
     def _host_call(self, kind: str, kw: Mapping[str, Any], route: routing.Route) -> convert.HostCall:
         if kind == "rvc":
             return convert.rvc_call(kw, index_mode=_index_mode(route))
+        if kind == "magnet":
+            return convert.magnet_call(kw)
         backend = route.backend or ("audiogen" if route.name == AUDIOGEN_HUB_ID else "musicgen")
         # the WebUI's own rule: a melody is used when the chosen name says "melody"
         wants_melody = "melody" in str(kw.get("model_name")) or "melody" in str(route.source.get("checkpoint"))
@@ -256,7 +259,7 @@ def _forwarded(kind: str, route: routing.Route, call: convert.HostCall, result: 
         audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.int16))
     else:
         audio_out = (int(result.sample_rate), convert.webui_layout(result.audio, np.float32))
-    tokens = result.info.get("tokens") if kind == "musicgen" else None
+    tokens = result.info.get("tokens") if kind in ("musicgen", "magnet") else None
     info = {k: v for k, v in result.info.items() if k != "tokens"}
     return Forwarded(audio_out, tokens, route.name, call.params, info, result.timings_ns, call.notes)
 

@@ -1,15 +1,17 @@
-"""TTS-WebUI decorator extension: MusicGen, AudioGen and RVC generation runs on the modelhost host.
+"""TTS-WebUI decorator extension: MusicGen, AudioGen, MAGNeT and RVC generation runs on the modelhost host.
 
 TTS-WebUI imports ``{package}.main`` of each registered decorator extension and applies every
 function named ``decorator_*`` to its generation functions (an ``"inner"`` extension sits right
 around the model call, inside the seed, save-wav, metadata and history decorators). This module
 defines exactly one, ``decorator_modelhost``: calls with ``_type == "musicgen"`` (MusicGen and
-AudioGen) or ``"rvc"`` go to the host and come back in the shapes the WebUI's own function returns,
-so saving, metadata, history and both UIs work unchanged; every other call runs untouched.
+AudioGen), ``"magnet"`` or ``"rvc"`` go to the host and come back in the shapes the WebUI's own
+function returns, so saving, metadata, history and both UIs work unchanged; every other call runs
+untouched.
 
 The WebUI calls with keywords only: the UI's inputs, ``outputs`` (its output components) and
-``_type``; MusicGen's ``seed`` is a string. The model names it sends (hub ids, folder paths, voices
-like ``singers/alice``) go to the host as they are: a host started with ``--webui`` serves them.
+``_type``; MusicGen's and MAGNeT's ``seed`` is a string. The model names it sends (hub ids, folder
+paths, voices like ``singers/alice``) go to the host as they are: a host started with ``--webui``
+serves them.
 
 Register it with ``modelhost webui install WEBUI_DIR`` (it installs this package into each of the
 WebUI's Python environments and merges the entry of ``webui_adapter/extensions.external.json`` into
@@ -41,7 +43,7 @@ def extension__tts_generation_webui() -> dict[str, str]:
 
 
 def decorator_modelhost(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Forward MusicGen/AudioGen (``_type="musicgen"``) and RVC (``_type="rvc"``) calls to the host."""
+    """Forward MusicGen/AudioGen (``_type="musicgen"``), MAGNeT (``"magnet"``) and RVC (``"rvc"``) calls to the host."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -1,8 +1,9 @@
 """Which host model a WebUI's model choice goes to (pure: no sockets, no files read).
 
 A WebUI names models its own way: MusicGen/AudioGen by hub id (``facebook/musicgen-small``) or by the
-absolute path of a folder under ``data/models/musicgen_audiogen``; RVC voices by their path relative
-to ``data/models/rvc/checkpoints`` without ``.pth`` (``singers/alice``; ``singers\\alice`` on
+absolute path of a folder under ``data/models/musicgen_audiogen``; MAGNeT likewise
+(``facebook/magnet-small-10secs``, a folder under ``data/models/magnet``); RVC voices by their path
+relative to ``data/models/rvc/checkpoints`` without ``.pth`` (``singers/alice``; ``singers\\alice`` on
 Windows). A host started with ``--webui DIR`` serves them under exactly those names; a host with a
 hand-written catalog names them its own way and shows in ``ps`` the ``source`` each is built from.
 ``resolve`` picks, in order:
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 # The WebUI call kind (its ``_type``) -> the host backends that can serve it.
-FAMILIES: dict[str, tuple[str, ...]] = {"musicgen": ("musicgen", "audiogen"), "rvc": ("rvc",)}
+FAMILIES: dict[str, tuple[str, ...]] = {"musicgen": ("musicgen", "audiogen"), "magnet": ("magnet",), "rvc": ("rvc",)}
 
 
 class NotServedError(LookupError):

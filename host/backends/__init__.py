@@ -29,13 +29,15 @@ BACKENDS: dict[str, str] = {
     "synth": "modelhost.host.backends.synth:SynthBackend",
     "musicgen": "modelhost.host.backends.musicgen:MusicGenBackend",
     "audiogen": "modelhost.host.backends.musicgen:AudioGenBackend",
+    "magnet": "modelhost.host.backends.magnet:MagnetBackend",
     "rvc": "modelhost.host.backends.rvc:RvcBackend",
 }
 
 
-# name -> the family whose models share one runner process by default (on one device): MusicGen and AudioGen
-# share audiocraft's imports, RVC voices share one HuBERT. A custom backend is its own family.
-FAMILIES: dict[str, str] = {"musicgen": "audiocraft", "audiogen": "audiocraft", "rvc": "rvc", "synth": "synth"}
+# name -> the family whose models share one runner process by default (on one device): MusicGen, AudioGen and
+# MAGNeT share audiocraft's imports, RVC voices share one HuBERT. A custom backend is its own family.
+FAMILIES: dict[str, str] = {"musicgen": "audiocraft", "audiogen": "audiocraft", "magnet": "audiocraft", "rvc": "rvc",
+                            "synth": "synth"}
 
 
 def runner_of(spec: ModelSpec) -> str:

@@ -25,6 +25,9 @@ temperature, cfg_coef, return_tokens) share one audiocraft call, ``descriptions=
 per request (up to 8 rows unless the catalog's ``max_batch_size`` says). A seeded request, a
 streaming one, a melody or multi-band diffusion runs alone: its audio is exactly what it would be
 with nothing else queued.
+
+``AudiocraftCheckpoint`` (the checkpoint options, loading, the warm tier and the memory count) is what
+MusicGen, AudioGen and MAGNeT (``magnet.py``) share.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
 from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
-_OPTIONS = {"checkpoint", "max_duration_s", "allow_pickle", "hf_cache", "stream_interval_s"}
+_LOAD_OPTIONS = frozenset({"checkpoint", "allow_pickle", "hf_cache"})  # what every audiocraft checkpoint backend takes
+_OPTIONS = _LOAD_OPTIONS | {"max_duration_s", "stream_interval_s"}
 STREAM_INTERVAL_S = 2.0  # seconds of audio between a stream's chunks unless the catalog or the request says
 # Frames (of 50 per s) held back at a decoded prefix's right edge: the EnCodec decoder's non-causal convolutions
 # see a few frames ahead (padding stands in for them at the edge), so the last samples of a prefix decode
@@ -70,33 +74,31 @@ _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _PROCESS_LOCK = threading.Lock()
 
 
-class _AudiocraftBackend(Backend):
-    """What MusicGen and AudioGen share; subclasses name the audiocraft class."""
+class AudiocraftCheckpoint(Backend):
+    """What every audiocraft model family shares: its checkpoint (a folder, or a hub id read from the Hugging
+    Face cache), loading through the family's own ``get_pretrained``, the warm tier and the memory count.
+    Subclasses name the audiocraft class (``_get_pretrained``) and generate; MAGNeT's backend is one too."""
 
     family = ""
+    example_checkpoint = ""  # a hub id for the catalog error message (default: facebook/FAMILY-small)
+    options: frozenset[str] = _LOAD_OPTIONS  # the catalog options a subclass accepts
     can_offload = True
-    batch_rows = 8
     requires = ("torch", "torchaudio", "audiocraft.models")
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
-        opts = check_options(spec, _OPTIONS)
+        opts = check_options(spec, set(self.options))
         checkpoint = opts.get("checkpoint")
         if not isinstance(checkpoint, str) or not checkpoint:
             raise ValueError(f"[models.{spec.name}]: {self.family} needs checkpoint = a hub id like "
-                             f"\"facebook/{self.family}-small\" or a folder with state_dict.bin")
+                             f"\"{self.example_checkpoint or f'facebook/{self.family}-small'}\" or a folder with state_dict.bin")
         self.checkpoint = checkpoint
-        self.max_duration_s = float(opts.get("max_duration_s", 360.0))
         self.allow_pickle = bool(opts.get("allow_pickle", False))
         hf_cache = opts.get("hf_cache")
         if hf_cache is not None and (not isinstance(hf_cache, str) or not hf_cache):
             raise ValueError(f"[models.{spec.name}]: hf_cache must be a folder path (a Hugging Face hub cache)")
         self.hf_cache = os.path.abspath(os.path.expanduser(hf_cache)) if hf_cache else None
-        self.stream_interval_s = float(opts.get("stream_interval_s", STREAM_INTERVAL_S))
-        if not 0.1 <= self.stream_interval_s <= 60:
-            raise ValueError(f"[models.{spec.name}]: stream_interval_s must be between 0.1 and 60 (seconds of audio)")
         self.model: Any = None
-        self.mbd: Any = None
 
     # ---- the backend protocol ----
 
@@ -118,7 +120,6 @@ class _AudiocraftBackend(Backend):
 
     def unload(self) -> None:
         self.model = None
-        self.mbd = None
 
     def offload(self) -> None:
         self._move(lambda m: offload_module(m))
@@ -145,13 +146,74 @@ class _AudiocraftBackend(Backend):
         files = [os.path.join(folder, f) for f in CHECKPOINT_FILES]
         return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
 
+    def memory_bytes(self) -> int:
+        if self.model is None:
+            return 0
+        return module_bytes(self.model.lm) + module_bytes(self.model.compression_model)
+
+    def _get_pretrained(self, name: str, device: str) -> Any:
+        raise NotImplementedError
+
+    def _hub_snapshot(self) -> str | None:
+        """The cached snapshot folder holding both checkpoint files of a hub id (refs/main), or None.
+
+        Reads the cache only (never the network); safe from any thread."""
+        if not _HUB_ID.fullmatch(self.checkpoint):
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        cache = self.hf_cache or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None  # where audiocraft itself would look
+        found = [try_to_load_from_cache(self.checkpoint, f, cache_dir=cache) for f in CHECKPOINT_FILES]
+        if not all(isinstance(f, str) for f in found):
+            return None
+        return os.path.dirname(found[0])  # both resolved through refs/main: one snapshot folder
+
+    def _hub_fallback(self) -> str:
+        """Without a cached snapshot: a named cache means the download is missing (say which); otherwise
+        audiocraft resolves the id itself (as before: from its cache, or the hub where reachable)."""
+        if self.hf_cache is None:
+            return self.checkpoint
+        if not _HUB_ID.fullmatch(self.checkpoint):
+            raise LoadFailedError(f"model {self.name!r}: {self.checkpoint} is neither a checkpoint folder nor a hub id")
+        raise LoadFailedError(
+            f"model {self.name!r}: {self.checkpoint} is not downloaded (not in the Hugging Face cache {self.hf_cache}); "
+            f"download it once where the hub is reachable: huggingface-cli download {self.checkpoint} "
+            f"{' '.join(CHECKPOINT_FILES)} --cache-dir {self.hf_cache}")
+
+    def _load_error(self, exc: Exception) -> str:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if "Weights only load failed" in str(exc):
+            return (f"model {self.name!r}: {self.checkpoint} needs full unpickling to load; if you trust this file, "
+                    f"set allow_pickle = true in [models.{self.name}]")
+        if any(s in str(exc) for s in ("offline", "LocalEntryNotFoundError", "couldn't connect", "Cannot find the requested files")):
+            return (f"model {self.name!r}: {self.checkpoint} is not in the Hugging Face cache and the hub cannot be reached; "
+                    "download it once (or set AUDIOCRAFT_CACHE_DIR), or point checkpoint at a local folder")
+        return f"model {self.name!r}: cannot load {self.checkpoint}: {text}"
+
+
+class _AudiocraftBackend(AudiocraftCheckpoint):
+    """What MusicGen and AudioGen share; subclasses name the audiocraft class."""
+
+    options = _OPTIONS
+    batch_rows = 8
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.max_duration_s = float(spec.options.get("max_duration_s", 360.0))
+        self.stream_interval_s = float(spec.options.get("stream_interval_s", STREAM_INTERVAL_S))
+        if not 0.1 <= self.stream_interval_s <= 60:
+            raise ValueError(f"[models.{spec.name}]: stream_interval_s must be between 0.1 and 60 (seconds of audio)")
+        self.mbd: Any = None
+
+    def unload(self) -> None:
+        super().unload()
+        self.mbd = None
+
     def warmup(self) -> None:
         self.generate(GenerateRequest("warm-up", {"duration": 0.5, "seed": 1}), RunContext.detached())
 
     def memory_bytes(self) -> int:
-        if self.model is None:
-            return 0
-        total = module_bytes(self.model.lm) + module_bytes(self.model.compression_model)
+        total = super().memory_bytes()
         return total + (module_bytes(self.mbd) if isinstance(self.mbd, torch.nn.Module) else 0)
 
     def generate(self, request: GenerateRequest, ctx: RunContext) -> GenerateOutput:
@@ -248,45 +310,6 @@ class _AudiocraftBackend(Backend):
         # a single chunk at the end
         incremental = duration_s <= self.model.max_duration and not use_mbd
         return _PrefixStream(self.model, ctx, duration_s, interval_s, incremental)
-
-    def _get_pretrained(self, name: str, device: str) -> Any:
-        raise NotImplementedError
-
-    def _hub_snapshot(self) -> str | None:
-        """The cached snapshot folder holding both checkpoint files of a hub id (refs/main), or None.
-
-        Reads the cache only (never the network); safe from any thread."""
-        if not _HUB_ID.fullmatch(self.checkpoint):
-            return None
-        from huggingface_hub import try_to_load_from_cache
-
-        cache = self.hf_cache or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None  # where audiocraft itself would look
-        found = [try_to_load_from_cache(self.checkpoint, f, cache_dir=cache) for f in CHECKPOINT_FILES]
-        if not all(isinstance(f, str) for f in found):
-            return None
-        return os.path.dirname(found[0])  # both resolved through refs/main: one snapshot folder
-
-    def _hub_fallback(self) -> str:
-        """Without a cached snapshot: a named cache means the download is missing (say which); otherwise
-        audiocraft resolves the id itself (as before: from its cache, or the hub where reachable)."""
-        if self.hf_cache is None:
-            return self.checkpoint
-        if not _HUB_ID.fullmatch(self.checkpoint):
-            raise LoadFailedError(f"model {self.name!r}: {self.checkpoint} is neither a checkpoint folder nor a hub id")
-        raise LoadFailedError(
-            f"model {self.name!r}: {self.checkpoint} is not downloaded (not in the Hugging Face cache {self.hf_cache}); "
-            f"download it once where the hub is reachable: huggingface-cli download {self.checkpoint} "
-            f"{' '.join(CHECKPOINT_FILES)} --cache-dir {self.hf_cache}")
-
-    def _load_error(self, exc: Exception) -> str:
-        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if "Weights only load failed" in str(exc):
-            return (f"model {self.name!r}: {self.checkpoint} needs full unpickling to load; if you trust this file, "
-                    f"set allow_pickle = true in [models.{self.name}]")
-        if any(s in str(exc) for s in ("offline", "LocalEntryNotFoundError", "couldn't connect", "Cannot find the requested files")):
-            return (f"model {self.name!r}: {self.checkpoint} is not in the Hugging Face cache and the hub cannot be reached; "
-                    "download it once (or set AUDIOCRAFT_CACHE_DIR), or point checkpoint at a local folder")
-        return f"model {self.name!r}: cannot load {self.checkpoint}: {text}"
 
     def _multi_band_diffusion(self) -> Any:
         if self.mbd is None:

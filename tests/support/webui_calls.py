@@ -1,4 +1,4 @@
-"""How TTS-WebUI calls an inner decorator extension around MusicGen/AudioGen and RVC: an imitation for tests.
+"""How TTS-WebUI calls an inner decorator extension around MusicGen/AudioGen, MAGNeT and RVC: an imitation for tests.
 
 Checked against the real code (read with ``git show`` from the mirrors, and run for real with torch
 stubbed in the research for issue 11):
@@ -13,7 +13,10 @@ stubbed in the research for issue 11):
   and ``folder_root`` added to the *result* after the call), ``decorator_save_wav.py`` (scipy writes
   ``audio_out``), ``decorator_save_musicgen_npz.py`` (``tokens.cpu().numpy()``);
 * rsxdalv/tts_webui_extension.audiocraft ``4271f86``: ``musicgen/musicgen_tab.py`` (``generate``'s
-  decorator stack and its inputs; ``seed`` comes from a Textbox, so a string);
+  decorator stack and its inputs; ``seed`` comes from a Textbox, so a string); ``magnet/magnet_tab.py``
+  (the same stack with ``decorator_add_model_type("magnet")``; ``generate(model_name, text,
+  decoding_steps_1..4, **kwargs)`` reached through ``dictionarize`` with its ``inputs_dict`` names, the
+  seed from ``randomize_seed_ui``'s Textbox; returns ``{"audio_out": (rate, squeezed samples), "tokens"}``);
 * rsxdalv/tts_webui_extension.rvc ``59d7720``: ``rvc_tab.py`` (``run_rvc_decorated``'s stack, with
   ``decorator_rvc_use_model_name_as_text`` putting ``text = model_path``; no seed input and no
   progress callable anywhere).
@@ -42,6 +45,13 @@ RVC_INPUTS = ("pitch_up_key", "original_audio_path", "index_path", "pitch_collec
 # The UI's defaults (musicgen_tab.py, rvc_tab.py): what a user who changes nothing sends.
 MUSICGEN_DEFAULTS = dict(text="", melody=None, model_name="facebook/musicgen-melody", duration=10, topk=250, topp=0.0,
                          temperature=1.0, cfg_coef=3.0, seed="-1", use_multi_band_diffusion=False)
+# MAGNeT: inputs_dict's names, and the UI's values when nothing is changed (gr.Number/Slider pass the JSON number).
+MAGNET_INPUTS = ("model_name", "text", "seed", "use_sampling", "top_k", "top_p", "temperature", "max_cfg_coef",
+                 "min_cfg_coef", "decoding_steps_1", "decoding_steps_2", "decoding_steps_3", "decoding_steps_4",
+                 "span_arrangement")
+MAGNET_DEFAULTS = dict(model_name="facebook/magnet-small-10secs", text="", seed="-1", use_sampling=True, top_k=0,
+                       top_p=0.95, temperature=1.0, max_cfg_coef=20.0, min_cfg_coef=1.0, decoding_steps_1=80,
+                       decoding_steps_2=40, decoding_steps_3=40, decoding_steps_4=20, span_arrangement="nonoverlap")
 RVC_DEFAULTS = dict(pitch_up_key="0", index_path=None, pitch_collection_method="harvest", model_path=None,
                     index_rate=0.66, filter_radius=3, resample_sr=0, rms_mix_rate=1, protect=0.33)
 
@@ -77,10 +87,10 @@ def inner_decorator(packages: tuple[str, ...] = ("webui_adapter",)) -> Callable[
 
 
 class WebUI:
-    """The WebUI's MusicGen and RVC chains around stand-ins for its in-process model calls.
+    """The WebUI's MusicGen, MAGNeT and RVC chains around stand-ins for its in-process model calls.
 
-    ``musicgen(**values)`` / ``rvc(**values)`` take the UI's values by input name (missing ones take
-    the UI's defaults) and return the result dict the outer decorators see. Files land under ``root``
+    ``musicgen(**values)`` / ``magnet(**values)`` / ``rvc(**values)`` take the UI's values by input name
+    (missing ones take the UI's defaults) and return the result dict the outer decorators see. Files land under ``root``
     (the WebUI's working directory) as ``outputs/<date>__<type>__<title>/<same>.wav`` (+ ``.npz``).
     """
 
@@ -90,6 +100,7 @@ class WebUI:
         self.inner_kwargs: list[dict[str, Any]] = []  # what each call handed the inner decorator
         inner = inner_decorator(packages)
         self._generate = self._seen(inner(self._local_generate))
+        self._magnet = self._seen(inner(self._local_magnet))
         self._run_rvc = self._seen(inner(self._local_run_rvc))
 
     # ---- the two chains ----
@@ -101,6 +112,16 @@ class WebUI:
         result = self._after(result, kwargs.get("text", ""), "musicgen")
         tokens = result["tokens"]
         if tokens is not None:  # decorator_save_musicgen_npz
+            np.savez(self._path(result, ".npz"), tokens=tokens.cpu().numpy())
+        return result
+
+    def magnet(self, **values: Any) -> dict[str, Any]:
+        kwargs = {name: values.get(name, MAGNET_DEFAULTS[name]) for name in MAGNET_INPUTS}
+        _seed_step(kwargs)
+        result = self._magnet(**kwargs, outputs=MUSICGEN_OUTPUTS, _type="magnet")
+        result = self._after(result, kwargs.get("text", ""), "magnet")
+        tokens = result["tokens"]  # decorator_save_musicgen_npz
+        if tokens is not None:
             np.savez(self._path(result, ".npz"), tokens=tokens.cpu().numpy())
         return result
 
@@ -120,6 +141,11 @@ class WebUI:
     def _local_generate(self, text, melody, model_name, duration, topk, topp, temperature, cfg_coef,
                         use_multi_band_diffusion, **kwargs):
         self.local_calls.append("musicgen")
+        return {"audio_out": (32000, np.zeros(320, np.float32)), "tokens": None, "local": True}
+
+    def _local_magnet(self, model_name, text, decoding_steps_1, decoding_steps_2, decoding_steps_3, decoding_steps_4,
+                      **kwargs):
+        self.local_calls.append("magnet")
         return {"audio_out": (32000, np.zeros(320, np.float32)), "tokens": None, "local": True}
 
     def _local_run_rvc(self, pitch_up_key, original_audio_path, index_path, pitch_collection_method, model_path,

@@ -11,6 +11,9 @@ own classes, saved in the real formats). ``build_webui_tree(base)`` writes::
         myft/{state_dict.bin,compression_state_dict.bin}       a MusicGen fine-tune (32 kHz)
         my-sfx/{...}                                           an AudioGen checkpoint (16 kHz)
         cache/                                                 skipped by the WebUI's list
+      data/models/magnet/
+        my-magnet/{state_dict.bin,compression_state_dict.bin}  a MAGNeT (32 kHz, 2 s segments)
+        cache/                                                 skipped by the WebUI's list
       data/models/rvc/checkpoints/
         bob/bob.pth, bob/added_IVF8_Flat_nprobe_1_bob_v2.index  one folder deep: in the WebUI's list
         alice.pth                                               top level: not in the WebUI's list
@@ -20,10 +23,13 @@ own classes, saved in the real formats). ``build_webui_tree(base)`` writes::
       models--facebook--musicgen-small/             a tiny random MusicGen under a picker hub id
       models--facebook--audiogen-medium/            a tiny random AudioGen
       models--lj1995--VoiceConversionWebUI/         hubert_base.pt (a tiny fairseq HuBERT)
+      models--facebook--magnet-{small,medium}-{10,30}secs/   the MAGNeT tab's six picker ids: a tiny random
+      models--facebook--audio-magnet-{small,medium}/         MAGNeT (32 kHz) and audio-MAGNeT (16 kHz)
 
-The other nine picker hub ids are absent (a load must name the missing download). Weights are
-written once and hard-linked (the same bytes for both musicgen copies, and for the voices of one
-seed), so a whole tree costs a few seconds. Runs in the calling thread.
+The other nine MusicGen picker hub ids are absent (a load must name the missing download). Weights
+are written once and hard-linked (the same bytes for both musicgen copies, for the MAGNeT ids of one
+kind, and for the voices of one seed), so a whole tree costs a few seconds. Runs in the calling
+thread.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from pathlib import Path
 MUSICGEN_HUB = "facebook/musicgen-small"
 AUDIOGEN_HUB = "facebook/audiogen-medium"
 HUBERT_REPO = "lj1995/VoiceConversionWebUI"
+MAGNET_HUB = {"facebook/magnet-small-10secs": "magnet", "facebook/magnet-medium-10secs": "magnet",
+              "facebook/magnet-small-30secs": "magnet", "facebook/magnet-medium-30secs": "magnet",
+              "facebook/audio-magnet-small": "audio-magnet", "facebook/audio-magnet-medium": "audio-magnet"}
+MAGNET_SEGMENT_S = 2  # every tiny MAGNeT here makes 2 s (the real ones 10 or 30)
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class WebuiTree:
     hubert: Path                     # the cached hubert_base.pt (a snapshot link)
     rmvpe: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # what the WebUI's process has (HF_HOME)
+    magnet_hub_ids: tuple[str, ...] = ()  # the MAGNeT tab's picker ids, all present in the cache
+    magnet_folders: dict[str, Path] = field(default_factory=dict)  # MAGNeT model_name (absolute path) -> folder
 
     @property
     def checkpoints(self) -> Path:
@@ -76,12 +88,16 @@ def build_webui_tree(base: Path, *, rmvpe: bool = False) -> WebuiTree:
     voice_a = weights.write_rvc_voice(stage / "voice-a.pth", seed=3)
     voice_b = weights.write_rvc_voice(stage / "voice-b.pth", seed=4)
     index = weights.write_faiss_index(stage / "voice.index")
+    magnets = {kind: weights.write_magnet(stage / kind, kind, seed=6 + n, segment_duration_s=MAGNET_SEGMENT_S)
+               for n, kind in enumerate(("magnet", "audio-magnet"))}
 
     cache = hf_home / "hub"
     audiocraft_files = ("state_dict.bin", "compression_state_dict.bin")
     write_hub_snapshot(cache, MUSICGEN_HUB, {f: musicgen / f for f in audiocraft_files})
     write_hub_snapshot(cache, AUDIOGEN_HUB, {f: audiogen / f for f in audiocraft_files})
     cached_hubert = write_hub_snapshot(cache, HUBERT_REPO, {"hubert_base.pt": hubert})["hubert_base.pt"]
+    for hub_id, kind in MAGNET_HUB.items():
+        write_hub_snapshot(cache, hub_id, {f: magnets[kind] / f for f in audiocraft_files})
 
     models = root / "data" / "models"
     folders = {}
@@ -90,6 +106,10 @@ def build_webui_tree(base: Path, *, rmvpe: bool = False) -> WebuiTree:
             _link(src / f, models / "musicgen_audiogen" / name / f)
         folders[os.path.join(str(models / "musicgen_audiogen"), name)] = models / "musicgen_audiogen" / name
     (models / "musicgen_audiogen" / "cache").mkdir(parents=True, exist_ok=True)
+    magnet_folder = models / "magnet" / "my-magnet"
+    for f in audiocraft_files:
+        _link(magnets["magnet"] / f, magnet_folder / f)
+    (models / "magnet" / "cache").mkdir(parents=True, exist_ok=True)
 
     checkpoints = models / "rvc" / "checkpoints"
     voices = {"bob/bob": voice_a, "alice": voice_b, "singers/deep/carol": voice_b}
@@ -105,6 +125,7 @@ def build_webui_tree(base: Path, *, rmvpe: bool = False) -> WebuiTree:
         root=root, hf_home=hf_home, hf_cache=cache, hub_ids=(MUSICGEN_HUB, AUDIOGEN_HUB), folders=folders,
         voices={n: checkpoints / f"{n}.pth" for n in voices}, indexes={n: checkpoints / f"{n}.index" for n in indexes},
         hubert=Path(cached_hubert), rmvpe=rmvpe_path, env={"HF_HOME": str(hf_home)},
+        magnet_hub_ids=tuple(MAGNET_HUB), magnet_folders={os.path.join(str(models / "magnet"), "my-magnet"): magnet_folder},
     )
 
 

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from modelhost.client.errors import UnknownModelError
-from modelhost.host.webui import HUB_IDS, HUB_MODELS, HUBERT_REF, WebuiCatalog, hub_cache_dir, read_dotenv
+from modelhost.host.webui import (
+    HUB_IDS,
+    HUB_MODELS,
+    HUBERT_REF,
+    MAGNET_HUB_IDS,
+    MAGNET_HUB_MODELS,
+    WebuiCatalog,
+    hub_cache_dir,
+    read_dotenv,
+)
 
 ENV = {"HOME": "/home/u"}  # no HF variables: the default cache
 
@@ -19,6 +28,8 @@ def _tree(tmp_path: Path) -> Path:
     for folder in ("myft", "cache", "sfx_audiogen"):
         (models / "musicgen_audiogen" / folder).mkdir(parents=True)
     (models / "musicgen_audiogen" / "notes.txt").write_text("a file, not a model")
+    for folder in ("my-magnet", "cache"):
+        (models / "magnet" / folder).mkdir(parents=True)
     for voice in ("bob/bob.pth", "bob/added_IVF13_Flat_nprobe_1_bob_v2.index", "alice.pth", "singers/deep/carol.pth",
                   "singers/readme.txt"):
         path = models / "rvc" / "checkpoints" / voice
@@ -31,11 +42,21 @@ def test_scan_lists_the_picker_the_folders_and_every_voice_under_the_webuis_name
     root = _tree(tmp_path)
     specs = WebuiCatalog(root, environ=ENV).scan()
     musicgen_dir = os.path.join(str(root), "data", "models", "musicgen_audiogen")
+    magnet = os.path.join(str(root), "data", "models", "magnet", "my-magnet")
     assert list(specs)[:11] == list(HUB_IDS) == [hub_id for _, hub_id in HUB_MODELS]
     assert HUB_MODELS[0] == ("Melody", "facebook/musicgen-melody") and len(HUB_IDS) == 11
     assert list(specs)[11:] == [os.path.join(musicgen_dir, "myft"), os.path.join(musicgen_dir, "sfx_audiogen"),
-                                "alice", "bob/bob", "singers/deep/carol"]
-    assert {n: s.backend for n, s in specs.items() if n.startswith("facebook/")} == {
+                                *MAGNET_HUB_IDS, magnet, "alice", "bob/bob", "singers/deep/carol"]
+    # the MAGNeT tab's picker (magnet_tab.py at tts_webui_extension.audiocraft 4271f86), in its order
+    assert MAGNET_HUB_MODELS == (
+        ("Magnet, 10s, Small", "facebook/magnet-small-10secs"), ("Magnet, 10s, Medium", "facebook/magnet-medium-10secs"),
+        ("Magnet, 30s, Small", "facebook/magnet-small-30secs"), ("Magnet, 30s, Medium", "facebook/magnet-medium-30secs"),
+        ("Audio, Magnet, Small", "facebook/audio-magnet-small"), ("Audio, Magnet, Medium", "facebook/audio-magnet-medium"))
+    assert {specs[n].backend for n in (*MAGNET_HUB_IDS, magnet)} == {"magnet"}
+    assert specs[magnet].options == {"checkpoint": magnet}
+    assert specs["facebook/audio-magnet-small"].options == {"checkpoint": "facebook/audio-magnet-small",
+                                                             "hf_cache": "/home/u/.cache/huggingface/hub"}
+    assert {n: s.backend for n, s in specs.items() if n in HUB_IDS} == {
         h: ("audiogen" if h == "facebook/audiogen-medium" else "musicgen") for h in HUB_IDS}
     assert specs[os.path.join(musicgen_dir, "myft")].backend == "musicgen"
     assert specs[os.path.join(musicgen_dir, "sfx_audiogen")].backend == "audiogen"  # by its name
@@ -132,6 +153,7 @@ def test_an_unknown_name_inside_the_webui_lists_what_is_served(tmp_path) -> None
             catalog.resolve(name)
         message = str(info.value)
         assert f"offers no model {name!r}" in message and "the 11 MusicGen/AudioGen hub ids" in message
+        assert "the 6 MAGNeT hub ids" in message
         assert "alice, bob/bob, singers/deep/carol" in message
 
 
@@ -147,4 +169,4 @@ def test_defaults_apply_to_every_model_and_unknown_ones_are_refused(tmp_path) ->
 
 def test_an_empty_webui_serves_the_picker_only(tmp_path) -> None:
     (tmp_path / "bare").mkdir()
-    assert list(WebuiCatalog(tmp_path / "bare", environ=ENV).scan()) == list(HUB_IDS)
+    assert list(WebuiCatalog(tmp_path / "bare", environ=ENV).scan()) == [*HUB_IDS, *MAGNET_HUB_IDS]

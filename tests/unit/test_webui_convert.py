@@ -88,6 +88,32 @@ def test_musicgen_parameters_follow_the_webui_and_fit_the_host() -> None:
             convert.musicgen_call({**kw, **bad}, wants_melody=False, wants_tokens=False)
 
 
+def test_magnet_parameters_keep_the_tabs_names_and_fit_the_host() -> None:
+    # positional as generate(model_name, text, decoding_steps_1..4), the rest by keyword as dictionarize passes it
+    kw = convert.call_kwargs("magnet", ("facebook/magnet-small-10secs", "beat", 80, 40.0, 40, 20),
+                             {"seed": "123", "use_sampling": True, "top_k": 0.0, "top_p": 1.5, "temperature": 0,
+                              "max_cfg_coef": 20, "min_cfg_coef": 1, "span_arrangement": "stride1", "_type": "magnet"})
+    call = convert.magnet_call(kw)
+    assert call.prompt == "beat" and call.audio is None
+    assert call.params == {"decoding_steps_1": 80, "decoding_steps_2": 40, "decoding_steps_3": 40, "decoding_steps_4": 20,
+                           "use_sampling": True, "top_k": 0, "top_p": 1.0, "temperature": 0.0, "max_cfg_coef": 20.0,
+                           "min_cfg_coef": 1.0, "span_arrangement": "stride1", "seed": 123, "return_tokens": True}
+    assert all(type(call.params[k]) is int for k in ("top_k", "decoding_steps_2"))
+    assert convert.magnet_call({"text": "x"}).params == {**convert.MAGNET_DEFAULTS, "seed": -1, "return_tokens": True}
+    assert convert.magnet_call({**kw, "decoding_steps_1": 7.9}).params["decoding_steps_1"] == 7  # audiocraft's int()
+    for bad, message in (({"top_k": 2.5}, "top_k must be a whole number"), ({"temperature": "hot"}, "temperature must be a number"),
+                         ({"seed": "lucky"}, "seed must be a whole number"), ({"text": 5}, "text must be a string")):
+        with pytest.raises(convert.InputError, match=message):
+            convert.magnet_call({**kw, **bad})
+    rows = [*PS, {"name": "facebook/magnet-small-10secs", "backend": "magnet", "source": {"checkpoint": "x"}},
+            {"name": "mine", "backend": "magnet", "source": {"checkpoint": "/w/data/models/magnet/mine"}}]
+    assert routing.resolve("magnet", "/w/data/models/magnet/mine/", rows).name == "mine"
+    assert routing.choices("magnet", rows) == ["facebook/magnet-small-10secs", "mine"]
+    assert "magnet" not in {m["backend"] for m in rows if m["name"] in routing.choices("musicgen", rows)}
+    with pytest.raises(routing.NotServedError, match="is a musicgen model, not magnet"):
+        routing.resolve("magnet", "facebook/musicgen-small", rows)
+
+
 def test_rvc_parameters_and_the_webuis_index_choice(tmp_path) -> None:
     from modelhost.client.wavfile import write_wav
 
