@@ -62,6 +62,7 @@ class AudioEncoder:
         self._out: av.container.OutputContainer | None = None
         self._stream = None
         self._resampler: av.AudioResampler | None = None
+        self._converts = False  # FFmpeg's converter must handle every frame (rate, format or tempo changes)
         self._tempo: av.filter.Graph | None = None
         self._source: tuple[int, int] | None = None  # (rate, channels) of the first push
         self._pts = 0
@@ -94,11 +95,17 @@ class AudioEncoder:
         self._out = av.open(self._buffer, "w", format=self.fmt.container, options=options)
         layout = "mono" if self.channels == 1 else "stereo"
         self._stream = self._out.add_stream(self.fmt.codec, rate=self.rate_hz, layout=layout)
+        context = self._stream.codec_context
         if self.fmt.bit_rate:
-            self._stream.codec_context.bit_rate = self.fmt.bit_rate
-        self._resampler = av.AudioResampler(format=self._stream.codec_context.format, layout=layout, rate=self.rate_hz)
+            context.bit_rate = self.fmt.bit_rate
+        if "fltp" in {f.name for f in context.codec.audio_formats or ()}:
+            context.format = "fltp"  # the samples' own format: no conversion (LAME's default is s32p)
         if self.speed != 1.0:
             self._tempo = _tempo_graph(source_rate_hz, source_channels, self.speed)
+        # FFmpeg's converter costs ~5 ms to set up and is 2x faster than numpy per sample: it converts when the
+        # rate or the format must change, or from the first long block on (so samples never overtake each
+        # other); numpy converts short ones before that (a small call's audio, a stream's first chunks)
+        self._converts = self._tempo is not None or self.rate_hz != source_rate_hz or context.format.name not in _DIRECT_FORMATS
 
     def _feed(self, planar: np.ndarray | None) -> None:
         """Samples (or None: the end) through the tempo filter, the resampler and the encoder into the muxer."""
@@ -110,18 +117,45 @@ class AudioEncoder:
             frame.sample_rate = self._source[0]
             frame.pts, frame.time_base = self._pts, Fraction(1, self._source[0])
             self._pts += planar.shape[1]
-        frames = _through(self._tempo, frame) if self._tempo is not None else [frame]
-        for f in frames:
-            for resampled in self._resampler.resample(f):
-                resampled.pts = None  # the encoder numbers its own frames
-                for packet in self._stream.encode(resampled):
-                    self._out.mux(packet)
+        context = self._stream.codec_context
+        if not self._converts and self._resampler is None and frame is not None and planar.shape[1] < _DIRECT_MAX_SAMPLES:
+            for packet in self._stream.encode(_direct_frame(planar, context.format.name, self._source[0])):
+                self._out.mux(packet)
+        elif self._converts or frame is not None or self._resampler is not None:
+            if self._resampler is None:
+                layout = "mono" if self.channels == 1 else "stereo"
+                self._resampler = av.AudioResampler(format=context.format, layout=layout, rate=self.rate_hz)
+            frames = _through(self._tempo, frame) if self._tempo is not None else [frame]
+            for f in frames:
+                for resampled in self._resampler.resample(f):
+                    resampled.pts = None  # the encoder numbers its own frames
+                    for packet in self._stream.encode(resampled):
+                        self._out.mux(packet)
         if planar is None:
             for packet in self._stream.encode(None):
                 self._out.mux(packet)
 
     def _ready(self) -> bytes:
         return b"" if isinstance(self._buffer, io.BytesIO) else self._buffer.drain()
+
+
+_DIRECT_FORMATS = ("s16", "fltp", "flt")
+_DIRECT_MAX_SAMPLES = 16384
+
+
+def _direct_frame(planar: np.ndarray, sample_format: str, rate_hz: int) -> av.AudioFrame:
+    """A frame in the encoder's own sample format, converted by numpy (16-bit: rounded and clipped, as FFmpeg's
+    converter does)."""
+    layout = "mono" if planar.shape[0] == 1 else "stereo"
+    if sample_format == "fltp":
+        data = planar
+    elif sample_format == "flt":
+        data = np.ascontiguousarray(planar.T).reshape(1, -1)
+    else:
+        data = np.clip(np.rint(planar * 32768.0), -32768, 32767).astype(np.int16).T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=sample_format, layout=layout)
+    frame.sample_rate = rate_hz
+    return frame
 
 
 def _planar(audio: np.ndarray) -> np.ndarray:
