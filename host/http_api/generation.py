@@ -62,14 +62,15 @@ class Generations:
         try:
             first = await until_disconnected(receive, anext(events))
             if first[0] == "result":
-                body = await asyncio.to_thread(_whole_file, job, first[1])
-                return Response(body, media_type=job.fmt.media_type, headers=_audio_headers(job, first[1].sample_rate))
+                result = first[1]
+                body = _whole_file(job, result) if _cheap(job, result) else await asyncio.to_thread(_whole_file, job, result)
+                return Response(body, media_type=job.fmt.media_type, headers=_audio_headers(job))
             encoder = AudioEncoder(job.fmt, whole=False, speed=job.speed)
             handed_over = True
             pieces = _encoded(first[1], events, encoder)
             if job.sse:
                 return StreamedAudio(_sse(pieces), "text/event-stream", {"Cache-Control": "no-cache"}, self._done)
-            return StreamedAudio(pieces, job.fmt.media_type, _audio_headers(job, first[1].sample_rate), self._done)
+            return StreamedAudio(pieces, job.fmt.media_type, _audio_headers(job), self._done)
         except ModelhostError as exc:
             raise from_client_error(exc, job.fields) from None
         finally:
@@ -118,15 +119,24 @@ def _push_and_finish(encoder: AudioEncoder, tail: np.ndarray, rate: int) -> byte
     return (encoder.push(tail, rate) if tail.shape[-1] else b"") + encoder.finish()
 
 
+_INLINE_MAX_SAMPLES = 16384
+
+
+def _cheap(job: Job, result: GenerateResult) -> bool:
+    """A short result in 16-bit PCM at its own rate: encoding it costs less than a hop to a worker thread."""
+    return (job.fmt.codec == "pcm_s16le" and job.fmt.rate_hz in (None, result.sample_rate) and job.speed == 1.0
+            and result.audio.size <= _INLINE_MAX_SAMPLES)
+
+
 def _whole_file(job: Job, result: GenerateResult) -> bytes:
     encoder = AudioEncoder(job.fmt, whole=True, speed=job.speed)
     encoder.push(result.audio, result.sample_rate)
     return encoder.finish()
 
 
-def _audio_headers(job: Job, source_rate_hz: int) -> dict[str, str]:
+def _audio_headers(job: Job) -> dict[str, str]:
     ext = {"adts": "aac", "ogg": "opus", "s16le": "pcm", "mulaw": "ulaw", "alaw": "alaw"}.get(job.fmt.container, job.fmt.container)
-    return {"Content-Disposition": f'attachment; filename="speech.{ext}"', "X-Model": job.model.encode("ascii", "replace").decode()}
+    return {"Content-Disposition": f'attachment; filename="audio.{ext}"'}
 
 
 async def _sse(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

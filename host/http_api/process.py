@@ -39,6 +39,9 @@ class HttpProcess:
 
     def __init__(self, config: HostConfig) -> None:
         assert config.http is not None
+        if config.curve is not None and config.curve.clients_dir is not None:
+            raise ConfigError(f"{config.source}: the HTTP API reaches the host as a client, and [host] curve_clients lets "
+                              "only listed keys in; serve it from a host on ipc://, or on tcp:// with a token and no allow-list")
         self._http = config.http
         self._settings = settings_for(config, logging.getLevelName(logging.getLogger().getEffectiveLevel()))
         self._sock: socket.socket | None = None

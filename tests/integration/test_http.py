@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -19,7 +24,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from tests.conftest import SLOW_MODEL, start_host
+from tests.conftest import ROOT, SLOW_MODEL, start_host
 
 KEY = "http-test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -193,6 +198,23 @@ def test_a_streaming_model_sends_audio_long_before_it_ends(api, fmt):
         assert streamed.shape == plain.shape and np.abs(streamed - plain).max() <= 2 / 32768
 
 
+@pytest.mark.parametrize("fmt, rate", [("mp3", 32000), ("flac", 32000), ("opus", 48000), ("aac", 32000)])
+def test_every_format_streams_into_a_file_that_decodes_whole(api, fmt, rate):
+    with httpx.stream("POST", f"{api.url}/v1/audio/speech", headers=AUTH, timeout=120, json={
+            "model": "musicgen", "input": "drums", "response_format": fmt, "duration": 2}) as reply:
+        assert reply.status_code == 200 and "content-length" not in reply.headers
+        pieces = [data for data in reply.iter_raw()]
+    assert len(pieces) >= 2  # sent as the chunks came, not in one piece
+    audio, got_rate = decode(b"".join(pieces))
+    assert got_rate == rate and abs(audio.shape[1] / rate - 2.0) < 0.1
+
+
+def test_speed_applies_to_a_stream_too(api):
+    reply = api.post("/v1/audio/speech", json={"model": "musicgen", "input": "drums", "response_format": "pcm",
+                                               "duration": 2, "speed": 2.0})
+    assert reply.status_code == 200 and abs(len(reply.content) / (2 * 24000) - 1.0) < 0.05  # 2 s played in 1 s
+
+
 def test_stream_format_sse_sends_base64_audio_events_then_done(api):
     events = []
     with httpx.stream("POST", f"{api.url}/v1/audio/speech", headers=AUTH, timeout=120, json={
@@ -234,6 +256,8 @@ def test_the_elevenlabs_sdk_makes_sound_effects_with_the_default_or_a_named_mode
     assert rate == 44100 and audio.shape[0] == 1 and abs(audio.shape[1] / rate - 1.0) < 0.1
     by_query = api.post("/v1/sound-generation?model=synth&output_format=wav_16000", json={"text": "x", "duration_seconds": 0.5})
     assert by_query.status_code == 200 and decode(by_query.content)[0].shape == (1, 8000)
+    ulaw = api.post("/v1/sound-generation?output_format=ulaw_8000", json={"text": "x", "model_id": "synth", "duration_seconds": 0.5})
+    assert ulaw.status_code == 200 and len(ulaw.content) == 4000 and ulaw.headers["content-type"] == "audio/basic"
 
 
 def test_speech_to_speech_through_an_rvc_voice_by_the_sdk_and_both_paths(api):
@@ -379,3 +403,27 @@ def test_past_max_inflight_a_request_gets_503_at_once(api):
         for sock in held:
             sock.close()  # each disconnect cancels its generation on the host
     assert _wait_idle(api, 5.0) < 5.0
+
+
+def test_the_readmes_http_examples_run(api, tmp_path):
+    """The README's curl and SDK examples, against this host (its port; its voice voices/alice for voices/voice-a)."""
+    section = (ROOT / "README.md").read_text().split("## HTTP API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", section, re.S)
+    port = api.url.rsplit(":", 1)[1]
+    (tmp_path / "in.wav").write_bytes(sine_wav(0.5))
+    env = {**os.environ, "MODELHOST_API_KEY": KEY}
+    ran = 0
+    for kind, code in blocks:
+        if kind == "bash" and "curl" not in code:
+            continue  # the set-up and serve lines
+        if kind == "bash" and shutil.which("curl") is None:
+            continue
+        code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("voices/voice-a", "voices/alice")
+        command = ["bash", "-euo", "pipefail", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{kind} example failed:\n{code}\n{done.stderr[-2000:]}"
+        ran += 1
+    assert ran >= 2
+    for name in ("build.wav", "rain.mp3", "sung.wav") + (("beat.mp3", "rain.wav") if shutil.which("curl") else ()):
+        audio, _ = decode((tmp_path / name).read_bytes())
+        assert audio.shape[1] > 0, name
