@@ -20,8 +20,8 @@ import numpy as np
 
 from modelhost.host.http_api import formats
 from modelhost.host.http_api.codec import DecodeError, decode_audio, decode_pcm_s16le
-from modelhost.host.http_api.directory import ModelDirectory, ServedModel, guidance_for
-from modelhost.host.http_api.errors import ApiError, bad_param, unknown_model
+from modelhost.host.http_api.directory import ModelDirectory, guidance_for
+from modelhost.host.http_api.errors import ApiError, bad_param
 from modelhost.host.http_api.formats import FormatError, OutputFormat
 
 MAX_INPUT_CHARS = 4096  # OpenAI's own limit on `input`
@@ -58,8 +58,8 @@ class Job:
 async def speech_job(body: Any, directory: ModelDirectory) -> Job:
     """``POST /v1/audio/speech`` (OpenAI; TTS-WebUI's API extension adds ``stream`` and ``params``)."""
     body = _object(body)
-    name = _text(body, "model", required=True)
-    prompt = _text(body, "input", required=True)
+    name = _text(body, "model")
+    prompt = _text(body, "input")
     if len(prompt) > MAX_INPUT_CHARS:
         raise bad_param("input", f"input is {len(prompt)} characters; at most {MAX_INPUT_CHARS}")
     voice = body.get("voice")
@@ -67,7 +67,7 @@ async def speech_job(body: Any, directory: ModelDirectory) -> Job:
         raise bad_param("voice", f"voice must be a string, got {voice!r}")
     if body.get("instructions") is not None and not isinstance(body["instructions"], str):
         raise bad_param("instructions", "instructions must be a string")
-    model = await _model(name, directory)
+    model = await directory.find(name)  # None: not listed, yet the host may serve it on demand (a WebUI's new voice)
     if model is not None and not model.family.takes_text:
         raise bad_param("model", f"{name} converts audio, it does not read text: send the audio to "
                                  f"POST /v1/speech-to-speech/{name} (multipart, field audio)")
@@ -90,13 +90,13 @@ async def sound_job(body: Any, query: Mapping[str, str], directory: ModelDirecto
     """``POST /v1/sound-generation`` (ElevenLabs' sound effects; LocalAI's MusicGen shape): the model is the
     body's ``model_id`` or ``model``, else the query's ``model``, else ``[http] sound_model`` or a default."""
     body = _object(body)
-    prompt = _text(body, "text", required=True)
+    prompt = _text(body, "text")
     if len(prompt) > MAX_INPUT_CHARS:
         raise bad_param("text", f"text is {len(prompt)} characters; at most {MAX_INPUT_CHARS}")
     name = body.get("model_id") or body.get("model") or query.get("model") or await directory.sound_model(default_model)
     if not isinstance(name, str) or not name:
         raise bad_param("model_id", "no model serves sound generation here: name one in model_id")
-    model = await _model(name, directory)
+    model = await directory.find(name)
     if model is not None and not model.family.takes_text:
         raise bad_param("model_id", f"{name} converts audio; sound generation needs a model that reads text")
     family = model.family if model is not None else None
@@ -124,7 +124,7 @@ async def voice_change_job(voice_id: str, form: Mapping[str, Any], query: Mappin
     """``POST /v1/speech-to-speech/{voice_id}`` (ElevenLabs' docs) and ``/v1/voice-changer/{voice_id}`` (its
     SDK): multipart ``audio``; other form fields (and ``voice_settings`` keys ElevenLabs does not define) are
     the voice's parameters, e.g. ``f0_up_key=12``."""
-    model = await _model(voice_id, directory)
+    model = await directory.find(voice_id)
     if model is not None and not model.family.takes_audio:
         raise unknown_voice(voice_id)
     upload = form.get("audio")
@@ -133,6 +133,8 @@ async def voice_change_job(voice_id: str, form: Mapping[str, Any], query: Mappin
     data = await upload.read()
     if not data:
         raise bad_param("audio", "the audio file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ApiError(413, f"the audio file is over {MAX_UPLOAD_BYTES >> 20} MiB", param="audio", code="too_large")
     file_format = form.get("file_format", "other")
     if file_format not in ("other", "pcm_s16le_16"):
         raise bad_param("file_format", f"file_format must be other or pcm_s16le_16, got {file_format!r}")
@@ -174,23 +176,17 @@ def unknown_voice(voice_id: str) -> ApiError:
                          "model); GET /v1/audio/voices lists them", param="voice_id", code="voice_not_found")
 
 
-async def _model(name: str, directory: ModelDirectory) -> ServedModel | None:
-    """The served model of that name; None when the host did not list it (it may still serve it on demand:
-    a TTS-WebUI's voice added a moment ago; the host answers unknown_model otherwise)."""
-    return await directory.find(name)
-
-
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return body
 
 
-def _text(body: Mapping[str, Any], key: str, *, required: bool) -> str:
+def _text(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
-    if value is None and required:
+    if value is None:
         raise bad_param(key, f"{key} is required (a string)")
-    if not isinstance(value, str) or (required and not value.strip()):
+    if not isinstance(value, str) or not value.strip():
         raise bad_param(key, f"{key} must be a non-empty string, got {value!r}")
     return value
 

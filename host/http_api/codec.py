@@ -98,6 +98,8 @@ class AudioEncoder:
         context = self._stream.codec_context
         if self.fmt.bit_rate:
             context.bit_rate = self.fmt.bit_rate
+        if self.fmt.codec_options:
+            context.options = dict(self.fmt.codec_options)
         if "fltp" in {f.name for f in context.codec.audio_formats or ()}:
             context.format = "fltp"  # the samples' own format: no conversion (LAME's default is s32p)
         if self.speed != 1.0:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 # What each codec takes (FFmpeg's encoders as PyAV reports them); a rate outside the list is resampled
 # to the nearest one at or above it.
+# LAME at quality 5 instead of its default 3: 1.5x faster (10 s of 32 kHz stereo: 0.46 s -> 0.32 s here), the
+# same bit rate; at 5 minutes the encoding, not the model, is what an MP3 answer waits for.
+LAME = (("compression_level", "5"),)
 MP3_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 AAC_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
@@ -34,6 +37,7 @@ class OutputFormat:
     channels: int | None = None
     bit_rate: int | None = None
     rates_hz: tuple[int, ...] = ()  # the codec's rates; empty: any
+    codec_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_length_header(self) -> bool:
@@ -43,7 +47,7 @@ class OutputFormat:
 
 OPENAI: dict[str, OutputFormat] = {
     "wav": OutputFormat("wav", "wav", "pcm_s16le", "audio/wav"),
-    "mp3": OutputFormat("mp3", "mp3", "libmp3lame", "audio/mpeg", bit_rate=128_000, rates_hz=MP3_RATES_HZ),
+    "mp3": OutputFormat("mp3", "mp3", "libmp3lame", "audio/mpeg", bit_rate=128_000, rates_hz=MP3_RATES_HZ, codec_options=LAME),
     "flac": OutputFormat("flac", "flac", "flac", "audio/flac"),
     "opus": OutputFormat("opus", "ogg", "libopus", "audio/ogg", rate_hz=48000, bit_rate=96_000, rates_hz=OPUS_RATES_HZ),
     "aac": OutputFormat("aac", "adts", "aac", "audio/aac", bit_rate=128_000, rates_hz=AAC_RATES_HZ),
@@ -87,7 +91,8 @@ def elevenlabs_format(name: object) -> OutputFormat:
         "pcm": ("s16le", "pcm_s16le", "audio/pcm"), "wav": ("wav", "pcm_s16le", "audio/wav"),
         "ulaw": ("mulaw", "pcm_mulaw", "audio/basic"), "alaw": ("alaw", "pcm_alaw", "audio/x-alaw-basic"),
     }[codec]
-    return OutputFormat(name, container, encoder, media_type, rate_hz=rate_hz, channels=1, bit_rate=bit_rate)
+    return OutputFormat(name, container, encoder, media_type, rate_hz=rate_hz, channels=1, bit_rate=bit_rate,
+                        codec_options=LAME if codec == "mp3" else ())
 
 
 def output_rate_hz(fmt: OutputFormat, source_rate_hz: int) -> int:
