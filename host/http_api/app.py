@@ -20,7 +20,6 @@ event loop (``host.http_api.__main__`` serves it with uvicorn).
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -38,8 +37,6 @@ from modelhost.host.http_api.directory import ModelDirectory
 from modelhost.host.http_api.errors import ApiError, from_client_error
 from modelhost.host.http_api.generation import ClientGone, Generations
 from modelhost.host.http_api.settings import HttpSettings
-
-log = logging.getLogger("modelhost.http")
 
 MAX_JSON_BYTES = 1 << 20
 
@@ -173,5 +170,5 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
+    """A bug: the client gets a 500 in the same shape; Starlette then re-raises it, and uvicorn logs its traceback."""
     return await _api_error(request, ApiError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal"))

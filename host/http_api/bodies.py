@@ -115,6 +115,7 @@ async def sound_job(body: Any, query: Mapping[str, str], directory: ModelDirecto
             params[family.guidance_param], fields[family.guidance_param] = guidance_for(float(influence)), "prompt_influence"
     if body.get("loop"):
         raise bad_param("loop", "loop: these models cannot make a seamless loop; leave it false")
+    fields["model"] = "model_id"
     return Job(model=name, fmt=_elevenlabs_format(query, body), prompt=prompt, params=params, fields=fields,
                interval_s=_interval(body))
 
@@ -167,6 +168,7 @@ async def voice_change_job(voice_id: str, form: Mapping[str, Any], query: Mappin
                 speed = _speed(value, "voice_settings.speed")
             elif key not in _VOICE_SETTINGS:
                 params[key], fields[key] = value, f"voice_settings.{key}"
+    fields["model"] = "voice_id"
     return Job(model=voice_id, fmt=_elevenlabs_format(query, form), audio=audio, sample_rate=rate_hz, params=params,
                fields=fields, speed=speed)
 

@@ -65,13 +65,13 @@ def busy(message: str) -> ApiError:
 def from_client_error(exc: ModelhostError, fields: dict[str, str] | None = None) -> ApiError:
     """The HTTP error for what the host (or the client library) raised; ``fields`` maps the host's parameter
     names to the request's field names, so a 400 names the field the caller sent (the host's messages
-    start with the parameter's name)."""
+    start with the parameter's name); its ``"model"`` names the field that chose the model."""
     if isinstance(exc, HostUnavailableError):
         return ApiError(503, f"the model host does not answer: {exc}", code="host_unavailable",
                         headers={"Retry-After": "5"})
     if isinstance(exc, RequestError):
         status, kind = _BY_CODE.get(exc.code, (500, "server_error"))
-        param = "model" if exc.code == "unknown_model" else None
+        param = (fields or {}).get("model", "model") if exc.code == "unknown_model" else None
         if exc.code == "bad_params" and fields:
             first = exc.message.split(" ", 1)[0].rstrip(":,")
             param = fields.get(first)

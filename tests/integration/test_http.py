@@ -320,6 +320,7 @@ def test_keys_none_wrong_right_and_both_headers(api):
     ("/v1/sound-generation", {"text": "x", "prompt_influence": 2}, 400, "prompt_influence"),
     ("/v1/sound-generation?output_format=mp3_44100", {"text": "x"}, 400, "output_format"),
     ("/v1/sound-generation", {"text": "x", "model_id": "voices/bob"}, 400, "model_id"),
+    ("/v1/sound-generation", {"text": "x", "model_id": "eleven_text_to_sound_v2"}, 404, "model_id"),
 ])
 def test_bad_input_gets_its_status_and_names_the_field(api, path, body, status, param):
     reply = api.post(path, json=body)
@@ -336,6 +337,10 @@ def test_bad_bodies_and_unknown_paths_are_json_errors(api):
     garbage = api.post("/v1/speech-to-speech/voices/alice", files={"audio": ("x.wav", b"not audio at all" * 10)})
     assert garbage.status_code == 400 and garbage.json()["error"]["param"] == "audio"
     assert api.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    wrong_method = api.get("/v1/audio/speech")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["message"]
+    unknown_voice = api.post("/v1/voice-changer/voices/nobody", files={"audio": ("in.wav", sine_wav(0.2))})
+    assert unknown_voice.status_code == 404 and unknown_voice.json()["error"]["param"] == "voice_id"
 
 
 def _wait_idle(api: Api, within_s: float) -> float:
