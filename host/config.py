@@ -167,9 +167,9 @@ class HttpConfig:
 
     host: str
     port: int
-    api_keys: tuple[str, ...] = ()  # none: loopback only, no key asked
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # none: loopback only, no key asked
     register_with: str | None = None  # a TTS-WebUI API extension's base URL
-    register_key: str | None = None  # that extension's own key
+    register_key: str | None = field(default=None, repr=False)  # that extension's own key
     register_url: str | None = None  # how that WebUI reaches this server; None: from host and port
     sound_model: str | None = None  # serves /v1/sound-generation when a request names none
     max_inflight: int = 64  # generations at once; more get 503

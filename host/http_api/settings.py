@@ -8,7 +8,7 @@ inherit; the child (``__main__``) reads it back. No validation here: the daemon'
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from modelhost.host.config import HostConfig
 
@@ -16,11 +16,11 @@ from modelhost.host.config import HostConfig
 @dataclass(frozen=True)
 class HttpSettings:
     host_address: str  # the host's ZeroMQ address the HTTP process connects to as a client
-    host_token: str | None = None
+    host_token: str | None = field(default=None, repr=False)
     host_server_key: str | None = None  # the host's public CURVE key (Z85) on a CURVE tcp:// host
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     register_with: str | None = None
-    register_key: str | None = None
+    register_key: str | None = field(default=None, repr=False)
     register_url: str | None = None  # this server's URL as the WebUI reaches it
     sound_model: str | None = None
     max_inflight: int = 64
