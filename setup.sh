@@ -2,7 +2,8 @@
 # Create .venv (Python >= 3.11) and install modelhost with the host's dependencies. Idempotent.
 #   ./setup.sh          the host, the client and the CLI
 #   ./setup.sh --ray    also Ray Serve, for `modelhost serve --ray` (README: Scaling out)
-#   ./setup.sh --test   also Ray Serve and the test tools, .venv-py310 (the client, WebUI adapter and light UI on Python 3.10)
+#   ./setup.sh --http   also the HTTP API's packages, for `modelhost serve --http` (README: HTTP API)
+#   ./setup.sh --test   also Ray Serve, the HTTP API's packages, the test tools (with TTS-WebUI's OpenAI API extension), .venv-py310 (the client, WebUI adapter and light UI on Python 3.10)
 #                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,7 +24,8 @@ pip_quiet() { "$@" --quiet --disable-pip-version-check 2> >(grep -v "^WARNING: L
 pip_quiet .venv/bin/python -m pip install --upgrade pip "setuptools<81" wheel
 extras="host"
 [ "${1:-}" = "--ray" ] && extras="host,ray"
-[ "${1:-}" = "--test" ] && extras="host,test,ray"  # the tests run a local Ray cluster too
+[ "${1:-}" = "--http" ] && extras="host,http"
+[ "${1:-}" = "--test" ] && extras="host,test,ray,http"  # the tests run a local Ray cluster and the HTTP API too
 pip_quiet .venv/bin/python -m pip install -c constraints.txt -e ".[$extras]"
 
 # The model stack (audiocraft, rvc-python and what they import). Their published pins cannot be met
@@ -53,6 +55,9 @@ PY
   2> >(grep -vE "Warning|warn|^ *$" >&2)  # fails loudly if the install is broken
 
 if [ "${1:-}" = "--test" ]; then
+  # TTS-WebUI's OpenAI API extension at a pinned release, for the registration test: only its code (--no-deps; its
+  # gradio and openai requirements are for the WebUI), plus ffmpeg-python, which its speech service imports.
+  pip_quiet .venv/bin/python -m pip install --no-deps tts-webui-extension-openai-tts-api==1.5.0 ffmpeg-python==0.2.0 future==1.0.0
   py310=""
   for p in python3.10 "$HOME"/.pyenv/versions/3.10*/bin/python; do  # a pyenv shim may exist yet not run
     "$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { py310=$p; break; }

@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the catalog's models as Ray Serve deployments (pip install 'modelhost[ray]'): on the "
                        "Ray cluster at ADDRESS (\"auto\": the one this machine is a node of, or HEAD:6379), else [ray] address, else a local Ray "
                        "started for this host; clients connect here as always (see README, Scaling out)")
+    serve.add_argument("--http", metavar="HOST:PORT", help="also serve the HTTP API (OpenAI /v1/audio/speech, ElevenLabs "
+                       "sound effects and speech-to-speech) on HOST:PORT, e.g. 127.0.0.1:8000; off loopback it needs a key "
+                       "($MODELHOST_API_KEY or [http] api_keys_file); default: [http] listen (see README, HTTP API)")
+    serve.add_argument("--register-with", metavar="URL", help="register the served models with the TTS-WebUI API extension "
+                       "at URL (e.g. http://127.0.0.1:7778; its key in $MODELHOST_REGISTER_KEY), again whenever it restarts")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     ps = client_command("ps", "list the catalog's models: state, device, memory, activations per audio second, "
@@ -184,7 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             ensure_address_free(early)
-        config = load_config(args.config, address=args.address, webui=args.webui, ray=args.ray)
+        config = load_config(args.config, address=args.address, webui=args.webui, ray=args.ray, http=args.http,
+                             register_with=args.register_with)
         if early_url is None:  # the catalog file named the address
             ensure_address_free(config.address)
         check_on_this_machine(config)  # every backend imports, every device exists

@@ -42,6 +42,15 @@ with the client through ``client.address``). A catalog file is TOML::
     num_replicas = 2               # or min_replicas / max_replicas (autoscaling on ongoing requests)
     num_cpus = 1                   # Ray resources per replica (defaults: 1 GPU for a cuda model, else 1 CPU)
     num_gpus = 0.5                 # a fraction packs replicas on one GPU; each one's budget is its share
+
+    [http]                         # optional: the HTTP API (OpenAI and ElevenLabs shapes), host.http_api
+    listen = "127.0.0.1:8000"      # also `serve --http HOST:PORT`; off loopback only with an API key
+    api_keys_file = "/etc/modelhost/http-keys"   # one key a line (and/or MODELHOST_API_KEY)
+    register_with = "http://127.0.0.1:7778"      # a TTS-WebUI API extension (also --register-with URL)
+    register_key_file = "/etc/modelhost/webui-key"  # its key, if it has one (or MODELHOST_REGISTER_KEY)
+    register_url = "http://127.0.0.1:8000"       # how that WebUI reaches this server (default: from listen)
+    sound_model = "audiogen"       # serves /v1/sound-generation when the request names none
+    max_inflight = 64              # generations the HTTP API runs at once; more get 503
 """
 
 from __future__ import annotations
@@ -62,6 +71,8 @@ from modelhost.host.backends import BACKENDS, INLINE, ModelSpec, is_backend_name
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 WEBUI_ENV = "MODELHOST_WEBUI"
+API_KEY_ENV = "MODELHOST_API_KEY"  # a key the HTTP API accepts ([http])
+REGISTER_KEY_ENV = "MODELHOST_REGISTER_KEY"  # the key of the TTS-WebUI API extension it registers with
 
 _HOST_KEYS = {
     "address", "drain_timeout_s", "heartbeat_s", "client_liveness_s", "max_message_bytes", "max_frames", "token_file",
@@ -151,6 +162,26 @@ class RayConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """``serve --http HOST:PORT`` / ``[http]``: the HTTP API served beside the socket by a child process
+    (``host.http_api``), and the TTS-WebUI API extension it registers its models with."""
+
+    host: str
+    port: int
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # none: loopback only, no key asked
+    register_with: str | None = None  # a TTS-WebUI API extension's base URL
+    register_key: str | None = field(default=None, repr=False)  # that extension's own key
+    register_url: str | None = None  # how that WebUI reaches this server; None: from host and port
+    sound_model: str | None = None  # serves /v1/sound-generation when a request names none
+    max_inflight: int = 64  # generations at once; more get 503
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else "[::1]" if self.host == "::" else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host and not host.startswith("[") else f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """Everything the daemon needs, checked once at start."""
 
@@ -175,27 +206,30 @@ class HostConfig:
     source: str = "built-in default catalog"
     notes: tuple[str, ...] = ()  # what the operator should know (e.g. models serving random weights)
     ray: RayConfig | None = None  # run the models on Ray Serve (host.ray_front); None: in this process
+    http: HttpConfig | None = None  # the HTTP API (host.http_api); None: off
 
 
 def load_config(path: str | None = None, *, address: str | None = None, webui: str | None = None,
-                ray: str | None = None) -> HostConfig:
+                ray: str | None = None, http: str | None = None, register_with: str | None = None) -> HostConfig:
     """The config from ``path`` (else $MODELHOST_CONFIG, else the default catalog, see host.defaults);
     ``address`` wins over the file. ``webui`` (else $MODELHOST_WEBUI): a TTS-WebUI folder whose models
     are all served too; with it and no catalog file, the host serves the WebUI's models alone.
     ``ray`` (``serve --ray [ADDRESS]``): run on Ray Serve, "" for a local Ray, else the cluster's
-    address, which wins over ``[ray] address``."""
-    config = _load_config(path, address=address, webui=webui)
+    address, which wins over ``[ray] address``. ``http`` (``serve --http HOST:PORT``) and ``register_with``
+    (``--register-with URL``) win over ``[http] listen`` and ``register_with``."""
+    http_overrides = {k: v for k, v in (("listen", http), ("register_with", register_with)) if v is not None}
+    config = _load_config(path, address=address, webui=webui, http=http_overrides)
     if ray is None:
         return config
     base = config.ray or RayConfig()
     return _check_ray(replace(config, ray=replace(base, address=ray or None)))
 
 
-def _load_config(path: str | None, *, address: str | None, webui: str | None) -> HostConfig:
+def _load_config(path: str | None, *, address: str | None, webui: str | None, http: dict[str, str]) -> HostConfig:
     path = path or os.environ.get(CONFIG_ENV) or None
     webui = webui or os.environ.get(WEBUI_ENV) or None
     if webui and not path:
-        return parse_config({"webui": {"root": webui}}, address=address, source=f"the WebUI at {webui}")
+        return parse_config(_with_http({"webui": {"root": webui}}, http), address=address, source=f"the WebUI at {webui}")
     if path:
         try:
             text = Path(path).read_text()
@@ -206,6 +240,7 @@ def _load_config(path: str | None, *, address: str | None, webui: str | None) ->
         from modelhost.host.defaults import default_catalog
 
         raw, notes = default_catalog(cache_dir(), os.environ.get("AUDIOCRAFT_CACHE_DIR"))
+        raw = _with_http(raw, http)
         return replace(parse_config(raw, address=address, source="built-in default catalog"), notes=tuple(notes))
     try:
         raw = tomllib.loads(text)
@@ -214,7 +249,15 @@ def _load_config(path: str | None, *, address: str | None, webui: str | None) ->
     if webui:  # --webui / $MODELHOST_WEBUI wins over the catalog's [webui] root
         webui_table = raw.get("webui") if isinstance(raw.get("webui"), dict) else {}
         raw = {**raw, "webui": {**webui_table, "root": webui}}
-    return parse_config(raw, address=address, source=source)
+    return parse_config(_with_http(raw, http), address=address, source=source)
+
+
+def _with_http(raw: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """``--http`` / ``--register-with`` laid over the catalog's ``[http]`` table."""
+    if not overrides:
+        return raw
+    table = raw.get("http") if isinstance(raw.get("http"), dict) else {}
+    return {**raw, "http": {**table, **overrides}}
 
 
 def cache_dir() -> Path:
@@ -227,10 +270,10 @@ def cache_dir() -> Path:
 
 def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str = "config") -> HostConfig:
     """Validate a parsed catalog; every problem raises ConfigError naming the key."""
-    unknown = set(raw) - {"preload", "host", "models", "budget", "webui", "ray"}
+    unknown = set(raw) - {"preload", "host", "models", "budget", "webui", "ray", "http"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(unknown)}; expected preload, [host], [budget], "
-                          "[webui], [models.NAME], [ray]")
+                          "[webui], [models.NAME], [ray], [http]")
     host = raw.get("host", {})
     if not isinstance(host, dict):
         raise ConfigError(f"{source}: [host] must be a table")
@@ -274,6 +317,7 @@ def parse_config(raw: dict[str, Any], *, address: str | None = None, source: str
         raise ConfigError(f"{source}: [host] shm must be true or false, got {use_shm!r}")
     return _check_ray(HostConfig(
         ray=_parse_ray(raw["ray"], raw.get("models", {}), models, source) if "ray" in raw else None,
+        http=_parse_http(raw["http"], source) if "http" in raw else None,
         shm=use_shm,
         shm_min_bytes=_whole(host, "shm_min_bytes", SHM_MIN_BYTES, source),
         shm_pool_bytes=_whole(host, "shm_pool_bytes", SHM_POOL_BYTES, source),
@@ -381,6 +425,68 @@ def _metrics_address(host: dict[str, Any], source: str) -> tuple[str, int] | Non
         raise ConfigError(f"{source}: [host] metrics on {where} would be reachable from other machines; use 127.0.0.1 "
                           "or set metrics_public = true")
     return where, port
+
+
+_HTTP_KEYS = {"listen", "api_keys_file", "register_with", "register_key_file", "register_url", "sound_model",
+              "max_inflight"}
+
+
+def _parse_http(table: Any, source: str) -> HttpConfig:
+    """``[http]``: where the HTTP API listens, its keys (off loopback it needs one), and the TTS-WebUI it registers with."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [http] must be a table")
+    bad = set(table) - _HTTP_KEYS
+    if bad:
+        raise ConfigError(f"{source}: unknown keys in [http]: {sorted(bad)}; known: {sorted(_HTTP_KEYS)}")
+    listen = table.get("listen")
+    if listen is None:
+        raise ConfigError(f"{source}: the HTTP API needs an address: serve --http HOST:PORT (e.g. 127.0.0.1:8000) or "
+                          "[http] listen (--register-with registers that server)")
+    m = re.fullmatch(r"\[?([^\[\]/]*?)\]?:(\d{1,5})", listen) if isinstance(listen, str) else None
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(f"{source}: the HTTP API's address (--http or [http] listen) must be HOST:PORT, e.g. "
+                          f"127.0.0.1:8000, got {listen!r}")
+    where, port = m.group(1) or "0.0.0.0", int(m.group(2))
+    keys = _key_lines(_path(table, "api_keys_file", source, "[http]"), source, "api_keys_file")
+    env_key = (os.environ.get(API_KEY_ENV) or "").strip()
+    keys = tuple(dict.fromkeys(([env_key] if env_key else []) + keys))
+    for key in keys:
+        if len(key) < 16:
+            raise ConfigError(f"an HTTP API key (from {API_KEY_ENV} or [http] api_keys_file) is shorter than 16 "
+                              "characters; use long random ones")
+    loopback = where == "localhost" or where == "::1" or where.startswith("127.")
+    if not keys and not loopback:
+        raise ConfigError(f"the HTTP API on {where} would be reachable from other machines without a key: set "
+                          f"{API_KEY_ENV} or [http] api_keys_file ({source}), or listen on 127.0.0.1")
+    register_with = table.get("register_with")
+    if register_with is not None and not (isinstance(register_with, str) and re.fullmatch(r"https?://[^/\s]+/?", register_with)):
+        raise ConfigError(f"{source}: --register-with / [http] register_with must be the TTS-WebUI API extension's "
+                          f"base URL, e.g. http://127.0.0.1:7778, got {register_with!r}")
+    register_url = table.get("register_url")
+    if register_url is not None and not (isinstance(register_url, str) and re.fullmatch(r"https?://[^/\s]+/?", register_url)):
+        raise ConfigError(f"{source}: [http] register_url must be this server's base URL as the WebUI reaches it, "
+                          f"e.g. http://192.168.1.5:8000, got {register_url!r}")
+    register_keys = _key_lines(_path(table, "register_key_file", source, "[http]"), source, "register_key_file")
+    register_key = register_keys[0] if register_keys else (os.environ.get(REGISTER_KEY_ENV) or "").strip() or None
+    sound_model = table.get("sound_model")
+    if sound_model is not None and (not isinstance(sound_model, str) or not sound_model):
+        raise ConfigError(f"{source}: [http] sound_model must be a model name, got {sound_model!r}")
+    inflight = table.get("max_inflight", 64)
+    if isinstance(inflight, bool) or not isinstance(inflight, int) or not 1 <= inflight <= 4096:
+        raise ConfigError(f"{source}: [http] max_inflight must be a whole number from 1 to 4096, got {inflight!r}")
+    return HttpConfig(host=where, port=port, api_keys=keys, register_with=register_with.rstrip("/") if register_with else None,
+                      register_key=register_key, register_url=register_url.rstrip("/") if register_url else None,
+                      sound_model=sound_model, max_inflight=inflight)
+
+
+def _key_lines(path: str | None, source: str, key: str) -> list[str]:
+    """The non-empty lines of a key file (none when ``path`` is None)."""
+    if path is None:
+        return []
+    try:
+        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read [http] {key} {path}: {exc.strerror}") from None
 
 
 _WEBUI_KEYS = {"root": None, "device": "device", "keep_alive": "keep_alive_s", "reserve": "reserve_bytes", "pin": "pin"}
@@ -651,10 +757,10 @@ def _whole(table: dict[str, Any], key: str, default: int, source: str) -> int:
     return value
 
 
-def _path(table: dict[str, Any], key: str, source: str) -> str | None:
+def _path(table: dict[str, Any], key: str, source: str, where: str = "[host]") -> str | None:
     value = table.get(key)
     if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{source}: [host] {key} must be a path (a string), got {value!r}")
+        raise ConfigError(f"{source}: {where} {key} must be a path (a string), got {value!r}")
     return value
 
 

@@ -47,9 +47,17 @@ def serve(config: HostConfig) -> int:
             metrics.serve(*config.metrics)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics at {config.metrics[0]}:{config.metrics[1]}: {exc.strerror or exc}") from None
+    http = None
+    if config.http is not None:  # the HTTP API's child process; its port is bound here, so a port in use ends the start
+        from modelhost.host.http_api.process import HttpProcess
+
+        http = HttpProcess(config)
+        http.bind()
     server.bind()
     core.start()
     server.start(core)
+    if http is not None:
+        http.start()
     names = list(core.rows)  # the catalog's models and, with --webui, every model the WebUI offers now
     log.info("modelhost serving %d model(s) at %s (catalog: %s)", len(names), config.address.url, config.source)
     for note in config.notes:
@@ -74,6 +82,8 @@ def serve(config: HostConfig) -> int:
         core.join(_CANCEL_GRACE_S)
         time.sleep(config.heartbeat_s / 2)  # let the I/O thread send the last replies
     finally:
+        if http is not None:
+            http.stop()  # after the drain: its in-flight requests got their replies
         server.stop()
         signals.restore()
     log.info("modelhost stopped")
