@@ -96,6 +96,7 @@ def test_the_drain_answers_in_flight_requests_refuses_new_ones_with_503_then_sto
     try:
         wait_http(url)
         [child] = http_children(host.proc.pid)
+        httpx.post(f"{url}/v1/audio/speech", timeout=60, json={"model": "slow", "input": "x", "duration_s": 0.1})  # loaded
         started = time.monotonic()  # calibrate: a generation that lasts about 3 s on this machine holds the drain open
         httpx.post(f"{url}/v1/audio/speech", timeout=60, json={"model": "slow", "input": "x", "duration_s": 0.5})
         duration_s = round(min(60.0, max(0.5, 0.5 * 3.0 / (time.monotonic() - started))), 1)
