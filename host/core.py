@@ -61,15 +61,15 @@ from modelhost.client.errors import (
     ShuttingDownError,
     UnknownModelError,
 )
-from modelhost.host import __version__, devices, residency
+from modelhost.host import __version__, admission, devices, residency
 from modelhost.host.backends import Backend, BackendImportError, create_backend, stop_error
 from modelhost.host.catalog import Catalog
-from modelhost.host.backends import INLINE, GenerateRequest, ModelSpec, runner_of
+from modelhost.host.backends import INLINE, GenerateRequest, ModelSpec
 from modelhost.host.commands import Command, Report, Row, Task
 from modelhost.host.config import HostConfig
 from modelhost.host.front import DEFAULT_TIMEOUT_S, Outbox, Reply, outbox_of, wait_idle
 from modelhost.host.metrics import Metrics
-from modelhost.host.model import FAILED, LOADING, MOVING, OFFLOADING, ON_DEVICE, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
+from modelhost.host.model import FAILED, LOADING, OFFLOADING, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
 from modelhost.host.runners import CRASH_WINDOW_S, RunnerExit, Runners, RunnerWorker
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
 from modelhost.host.worker import Worker
@@ -480,7 +480,7 @@ class Core:
             return self._admit(model, job, restore=True)
         if model.state != READY:
             return False
-        if job.oom_retried and self._evicting_on(model.device):
+        if job.oom_retried and admission.evicting_on(model.device, self._models.values()):
             return False  # its retry after an out-of-memory error waits for the evictions to free the room
         if job.kind == "load":
             self._sched.take(model.name)
@@ -514,17 +514,10 @@ class Core:
     def _rows_that_fit(self, model: Model, head: Job) -> int:
         """How many rows of ``head``'s kind may run now beside what ``model``'s device holds; 0: wait."""
         rows = model.max_rows if head.batch_key is not None else 1
-        per_row = model.activation_bytes(head.audio_s)
-        if per_row <= 0:
-            return rows
-        on_device = [m for m in self._models.values() if m.state in ON_DEVICE and m.device == model.device]
-        free = devices.budget_bytes(model.device or "cpu", self.config.budgets) - residency.used_bytes(
-            [m.resident(False) for m in on_device])
-        fit = min(rows, max(0, free) // per_row)
-        if fit >= 1:
-            return fit
-        others_running = any(m is not model and m.activation_reserved_bytes for m in on_device)
-        return 0 if others_running else 1  # nothing to wait for: it starts alone
+        if model.activation_bytes(head.audio_s) <= 0:
+            return rows  # nothing to count: no budget to read
+        return admission.rows_that_fit(model, rows, head.audio_s, self._budget(model.device or "cpu"),
+                                       self._models.values())
 
     def _batch_wait(self, model: Model, head: Job, rows: int) -> bool:
         """True while ``head`` waits for compatible requests: it would start a batch short of ``rows`` rows,
@@ -548,22 +541,15 @@ class Core:
             self._fail_model_jobs(model, BadRequestError(f"model {model.name!r}: {exc}"))
             return False
         need = model.held() if restore else model.estimate(device)
-        residents = [m for m in self._models.values() if m is not model and m.state in ON_DEVICE and m.device == device]
-        busy = {m.name for m in residents if not m.idle or m.state in MOVING}
-        try:
-            victims = residency.plan(model.name, need.own_bytes, devices.budget_bytes(device, self.config.budgets),
-                                     [m.resident(m.name in busy) for m in residents], time.monotonic(), need.shared)
-        except residency.NoRoom as exc:
-            try:  # would it fit once the busy ones are done? then it waits for them
-                residency.plan(model.name, need.own_bytes, devices.budget_bytes(device, self.config.budgets),
-                               [m.resident(False) for m in residents], time.monotonic(), need.shared)
-                return False
-            except residency.NoRoom:
-                self._fail_model_jobs(model, OutOfMemoryError(str(exc)))
-                return False
-        if victims:
-            for victim in victims:
-                self._evict(self._models[victim.name])
+        decision = admission.admit(model, need, device, self._budget(device), self._models.values(), time.monotonic())
+        if decision.verdict == "never":
+            self._fail_model_jobs(model, OutOfMemoryError(decision.why))
+            return False
+        if decision.verdict == "wait":
+            return False  # the busy models' reports wake the pump
+        if decision.verdict == "evict":
+            for victim in decision.victims:
+                self._evict(self._models[victim])
             return False  # admitted once the evictions are reported
         model.device = device
         model.reserved = need
@@ -582,25 +568,18 @@ class Core:
         if model.state == READY:
             model.evictions += 1  # counted once, when it leaves its device
             self.metrics.evictions.labels(model.name, reason).inc()
-        target = self._warm_room(model)
+        target = admission.warm_room(model, self._budget("warm"), self._models.values(), time.monotonic())
         if target is None:
             model.state = UNLOADING
             self._command(model, Command("unload", model.name, device=model.device or "", reason=reason))
             return
         for warm in target:
-            self._evict(self._models[warm.name])
+            self._evict(self._models[warm])
         model.state = OFFLOADING
         self._command(model, Command("offload", model.name, device=model.device or ""))
 
-    def _warm_room(self, model: Model) -> list[residency.Resident] | None:
-        if not (model.backend.can_offload and (model.device or "").startswith("cuda")):
-            return None
-        warm = [m.resident(not m.idle) for m in self._models.values() if m.state == WARM and m is not model]
-        budget = devices.budget_bytes("warm", self.config.budgets)
-        return residency.demote(model.resident(False), True, budget, warm, time.monotonic())
-
-    def _evicting_on(self, device: str | None) -> bool:
-        return any(m.device == device and m.state in (UNLOADING, OFFLOADING) for m in self._models.values())
+    def _budget(self, device: str) -> int:
+        return devices.budget_bytes(device, self.config.budgets)
 
     def _command(self, model: Model, command: Command) -> None:
         model.command = command.op
@@ -753,8 +732,7 @@ class Core:
 
     def _free_device_for(self, device: str, keep: Model) -> int:
         """After an out-of-memory error: evict every idle, unpinned model on ``device`` but ``keep``."""
-        victims = [m for m in self._models.values() if m is not keep and m.device == device
-                   and m.state == READY and m.idle and not m.pinned]
+        victims = admission.out_of_memory_victims(device, keep, self._models.values())
         for victim in victims:
             self._evict(victim, reason="out_of_memory")
         return len(victims)
