@@ -36,8 +36,9 @@ from typing import Any
 import msgpack
 import zmq
 
-from modelhost.client import Client, wire
-from modelhost.client import errors as E
+from modelhost.client import Client
+from modelhost.client.protocol import wire
+from modelhost.client.protocol import errors as E
 from benchmarks.machine import rss_bytes
 from modelhost.host.launch import ROOT, start_host
 

@@ -2,7 +2,7 @@
 
 For each array size, one run times a full round trip through a DEALER/ROUTER pair over ipc://
 (encode, send, receive, decode, echo back, decode) with the array forced inline and forced out of
-band, side by side, and prints the ratio. The wire default (client.wire.DEFAULT_INLINE_MAX_BYTES)
+band, side by side, and prints the ratio. The wire default (client.protocol.wire.DEFAULT_INLINE_MAX_BYTES)
 is set from these figures. Usage: python -m benchmarks.wire_threshold [--reps N] [--json OUT]
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from benchmarks import machine
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 
 SIZES = [1024, 4096, 8192, 16384, 32768, 65536, 262144, 1048576, 4194304]
 

@@ -11,7 +11,7 @@ Light by design (pyzmq, msgpack, numpy; never torch), so every WebUI process can
 from typing import TYPE_CHECKING, Any
 
 from modelhost.client.calls import GenerateResult
-from modelhost.client.errors import (
+from modelhost.client.protocol.errors import (
     BadParamsError,
     CancelledError,
     DeadlineExceededError,

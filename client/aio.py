@@ -12,11 +12,12 @@ from typing import Any, AsyncIterator, Mapping
 
 import numpy as np
 
-from modelhost.client import calls, wire
-from modelhost.client.address import default_address, default_token
+from modelhost.client import calls
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.address import default_address, default_token
 from modelhost.client.calls import Chunk, GenerateResult, ProgressFn
 from modelhost.client.connection import Connection
-from modelhost.client.errors import InternalError
+from modelhost.client.protocol.errors import InternalError
 
 
 class AsyncClient:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from modelhost.client.errors import BadParamsError, ProtocolError
+from modelhost.client.protocol.errors import BadParamsError, ProtocolError
 
 ProgressFn = Callable[[int, int], None]
 

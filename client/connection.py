@@ -11,9 +11,9 @@ disconnect with requests outstanding means the host died under them (``HostDeadE
 after the liveness window); a failed handshake (a wrong CURVE key, a client not on the host's
 allow-list, CURVE on one side only) fails the requests with a ``HostUnreachableError`` that says
 which, instead of leaving them to time out. TCP to a host off loopback needs CURVE
-(``client.security``): the host's public key pinned with ``server_key`` or $MODELHOST_SERVER_KEY.
+(``client.protocol.security``): the host's public key pinned with ``server_key`` or $MODELHOST_SERVER_KEY.
 
-Shared memory (``client.shm``): on an ipc:// address, once connected, the I/O thread offers the host
+Shared memory (``client.protocol.shm``): on an ipc:// address, once connected, the I/O thread offers the host
 shared memory (``attach``, before any request it sends after the handshake). If the host accepts,
 large request arrays go into this connection's pool and large results arrive as views into the
 host's segments, released back to the host when the caller drops them. A new connection to a new
@@ -52,9 +52,9 @@ from typing import Any, Callable
 
 import zmq
 
-from modelhost.client import security, shm, wire
-from modelhost.client.address import parse_address
-from modelhost.client.errors import (
+from modelhost.client.protocol import security, shm, wire
+from modelhost.client.protocol.address import parse_address
+from modelhost.client.protocol.errors import (
     DeadlineExceededError,
     HostDeadError,
     HostUnavailableError,

@@ -15,11 +15,12 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from modelhost.client import calls, wire
-from modelhost.client.address import default_address, default_token
+from modelhost.client import calls
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.address import default_address, default_token
 from modelhost.client.calls import Chunk, GenerateResult, ProgressFn
 from modelhost.client.connection import Connection
-from modelhost.client.errors import InternalError, RequestError
+from modelhost.client.protocol.errors import InternalError, RequestError
 
 
 
@@ -111,7 +112,7 @@ class Client:
     client's own key is $MODELHOST_CLIENT_KEY (a ``.key_secret`` file), else a fresh one.
 
     On an ipc:// host (this machine, this user) large arrays travel through shared memory
-    (``client.shm``): a result's audio is then a writable view into the host's memory, held for
+    (``client.protocol.shm``): a result's audio is then a writable view into the host's memory, held for
     this client until the array (and every view of it) is dropped; take ``.copy()`` to keep audio
     long after. ``shm=False`` (or $MODELHOST_SHM=0) sends frames instead.
     """

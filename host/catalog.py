@@ -7,7 +7,7 @@ into the WebUI after start is served. Called only from the core thread.
 
 from __future__ import annotations
 
-from modelhost.client.errors import UnknownModelError
+from modelhost.client.protocol.errors import UnknownModelError
 from modelhost.host.backends import ModelSpec
 from modelhost.host.webui import WebuiCatalog
 

@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "doctor":
         return _doctor(args)
-    from modelhost.client.errors import HostUnavailableError, RequestError
+    from modelhost.client.protocol.errors import HostUnavailableError, RequestError
 
     try:
         return _COMMANDS[args.command](args)
@@ -176,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.log_level != "DEBUG":  # the model libraries log at INFO on every request; keep the host's own lines
         for name in _CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
-    from modelhost.client.address import default_address, parse_address
+    from modelhost.client.protocol.address import default_address, parse_address
     from modelhost.host.config import CONFIG_ENV, ConfigError, check_on_this_machine, load_config
     from modelhost.host.server import BindError, ensure_address_free
 
@@ -430,7 +430,7 @@ def _check_output(path: str) -> None:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from modelhost.client.security import load_public_key, write_key_pair
+    from modelhost.client.protocol.security import load_public_key, write_key_pair
 
     public, secret = write_key_pair(args.folder, args.name)
     print(f"wrote {public} (public key {load_public_key(public).decode()}: give it to the other side)")

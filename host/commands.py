@@ -4,7 +4,7 @@ A worker (a thread in the host, ``host.worker``, or the same class inside a runn
 ``host.runner``) gets frozen values only: a ``Command`` with the ``Task``s of a run, never the core's
 mutable ``Job``s. Whether a task must stop reaches it separately (``Worker.stop``), and its answer is
 one ``Report`` whose ``Row``s name their task by key. For a runner process the same values travel as
-plain dicts (``*_to_wire`` / ``*_from_wire``, carried by ``client.wire``'s runner kinds); nothing here
+plain dicts (``*_to_wire`` / ``*_from_wire``, carried by ``client.protocol.wire``'s runner kinds); nothing here
 does I/O. Pure data and conversions: any thread, any process (Python 3.10 too: runners may use an
 older interpreter).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Hashable
 
-from modelhost.client.errors import BackendError, RequestError, error_from_reply
+from modelhost.client.protocol.errors import BackendError, RequestError, error_from_reply
 from modelhost.host.backends.base import GenerateRequest, MemoryReport, ModelSpec
 
 TaskKey = tuple[bytes, int]  # (peer, request id): the client's routing id and its request id

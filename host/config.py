@@ -1,7 +1,7 @@
 """The host's one frozen configuration, validated before anything starts.
 
 The only host module that reads environment variables (the address and token defaults are shared
-with the client through ``client.address``). A catalog file is TOML::
+with the client through ``client.protocol.address``). A catalog file is TOML::
 
     preload = ["synth"]            # loaded, in this order, at start (a voice-folder table: all its voices)
 
@@ -63,10 +63,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from modelhost.client import wire
-from modelhost.client.address import Address, default_address, default_token, parse_address
-from modelhost.client.security import HostCurve, KeyFileError, host_curve
-from modelhost.client.shm import DEFAULT_MIN_BYTES as SHM_MIN_BYTES, DEFAULT_POOL_BYTES as SHM_POOL_BYTES
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.address import Address, default_address, default_token, parse_address
+from modelhost.client.protocol.security import KeyFileError
+from modelhost.host.security import HostCurve, host_curve
+from modelhost.client.protocol.shm import DEFAULT_MIN_BYTES as SHM_MIN_BYTES, DEFAULT_POOL_BYTES as SHM_POOL_BYTES
 from modelhost.host.backends import BACKENDS, INLINE, ModelSpec, is_backend_name, runner_of
 
 CONFIG_ENV = "MODELHOST_CONFIG"
@@ -199,7 +200,7 @@ class HostConfig:
     metrics: tuple[str, int] | None = None  # where /metrics is served (host, port); None: off
     stall_after_s: float = 120.0  # a running job silent this long (at least) is reported stalled by health
     socket_mode: int = 0o600  # the ipc socket file's mode; 0o660 lets the socket's group connect
-    shm: bool = True  # large arrays through shared memory with clients on this machine (client.shm)
+    shm: bool = True  # large arrays through shared memory with clients on this machine (client.protocol.shm)
     shm_min_bytes: int = SHM_MIN_BYTES
     shm_pool_bytes: int = SHM_POOL_BYTES
     runner_crash_limit: int = 3  # a runner that crashes this often within 10 minutes leaves its models failed

@@ -49,8 +49,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from modelhost.client import wire
-from modelhost.client.errors import (
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.errors import (
     BackendError,
     RunnerLostError,
     BadParamsError,

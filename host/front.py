@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol
 
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 
 # reply(peer, kind, request_id, body): sends one message to a client; thread-safe.
 Reply = Callable[[bytes, str, int, dict], None]

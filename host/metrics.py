@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 from modelhost.host import __version__
 
 if TYPE_CHECKING:

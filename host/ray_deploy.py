@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any, AsyncIterator
 
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 from modelhost.host import __version__
 from modelhost.host.backends import INLINE, ModelSpec
 from modelhost.host.config import HostConfig, RayDeployment

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelhost.client import wire
-from modelhost.client.errors import (
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.errors import (
     BadRequestError,
     DeadlineExceededError,
     DuplicateIdError,

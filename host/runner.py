@@ -28,13 +28,13 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import zmq
 
-from modelhost.client import shm, wire
-from modelhost.client.errors import BackendError, RequestError
+from modelhost.client.protocol import shm, wire
+from modelhost.client.protocol.errors import BackendError, RequestError
 from modelhost.host import devices
 from modelhost.host.backends import Backend, BackendImportError, create_backend
 from modelhost.host.commands import (

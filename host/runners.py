@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import zmq
 
-from modelhost.client import shm, wire
+from modelhost.client.protocol import shm, wire
 from modelhost.host.backends import INLINE, ModelSpec, runner_of
 from modelhost.host.commands import Command, Task, TaskKey, command_to_wire, report_from_wire
 from modelhost.host.front import Outbox

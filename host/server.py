@@ -10,10 +10,10 @@ are cancelled. Bad input of any kind gets an error reply; nothing a client sends
 Socket files: the default folder is created 0700, the socket file is created 0600 (umask), a
 stale file left by a killed host is removed, and a live host at the same path is never replaced.
 TCP: a port in use is refused before anything slow starts; with ``config.curve`` the socket is a
-CURVE server (the context runs the ZAP authenticator, ``client.security.HostContext``); an IPv6
+CURVE server (the context runs the ZAP authenticator, ``client.protocol.security.HostContext``); an IPv6
 host sets zmq.IPV6.
 
-Shared memory (``client.shm``, ipc:// hosts only): a client that sends ``attach`` and whose
+Shared memory (``client.protocol.shm``, ipc:// hosts only): a client that sends ``attach`` and whose
 process this host may read (same user) gets the host's pid and segment key; from then on its large
 arrays arrive in its own segments (mapped here, released back to it when the job drops them) and,
 once it says it can read the host's (``recv``), results and chunks leave in the host's pool. A
@@ -36,10 +36,10 @@ from typing import Any, Callable
 
 import zmq
 
-from modelhost.client import shm, wire
-from modelhost.client.address import Address, runtime_dir
-from modelhost.client.errors import BadRequestError, RequestError, UnauthorizedError
-from modelhost.client.security import HostContext
+from modelhost.client.protocol import shm, wire
+from modelhost.client.protocol.address import Address, runtime_dir
+from modelhost.client.protocol.errors import BadRequestError, RequestError, UnauthorizedError
+from modelhost.host.security import HostContext
 from modelhost.host.config import HostConfig
 from modelhost.host.front import Front
 

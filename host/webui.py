@@ -36,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from modelhost.client.errors import UnknownModelError
+from modelhost.client.protocol.errors import UnknownModelError
 from modelhost.host.backends import ModelSpec
 
 # The audiocraft extension's picker, in its order: (label, hub id).

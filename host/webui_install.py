@@ -60,7 +60,7 @@ except Exception as exc:
     out["error"] = f"{type(exc).__name__}: {exc}"
 try:
     out["version"] = importlib.metadata.version("modelhost")
-    from modelhost.client.address import default_address
+    from modelhost.client.protocol.address import default_address
     out["address"] = default_address()
 except Exception:
     pass
@@ -392,7 +392,7 @@ def doctor(root: Path, envs: list[PythonEnv], args: argparse.Namespace) -> int:
 
 
 def _default_address(environ: dict[str, str]) -> str:
-    from modelhost.client.address import ADDRESS_ENV, SOCKET_NAME, runtime_dir
+    from modelhost.client.protocol.address import ADDRESS_ENV, SOCKET_NAME, runtime_dir
 
     return environ.get(ADDRESS_ENV) or f"ipc://{os.path.join(runtime_dir(), SOCKET_NAME)}"
 

@@ -25,7 +25,7 @@ import time
 from contextlib import nullcontext
 from typing import Any, Callable
 
-from modelhost.client.errors import BackendError, LoadFailedError, OutOfMemoryError, RequestError
+from modelhost.client.protocol.errors import BackendError, LoadFailedError, OutOfMemoryError, RequestError
 from modelhost.host import devices
 from modelhost.host.backends.base import Backend, GenerateOutput, MemoryReport, RunContext
 from modelhost.host.commands import Command, Report, Row, Task, TaskKey

@@ -26,7 +26,7 @@ from typing import Any, Callable, Generator, Iterator, Mapping
 import numpy as np
 
 from modelhost.client import Client, GenerateResult, HostUnavailableError, RequestError, UnknownModelError
-from modelhost.client.address import default_address
+from modelhost.client.protocol.address import default_address
 from webui_adapter import convert, routing
 from webui_adapter.progress import ProgressFn
 

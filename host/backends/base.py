@@ -38,7 +38,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from modelhost.client.errors import CancelledError, DeadlineExceededError, RequestError, ShuttingDownError
+from modelhost.client.protocol.errors import CancelledError, DeadlineExceededError, RequestError, ShuttingDownError
 
 INLINE = "inline"  # ModelSpec.runner: the backend runs in a thread of the host's own process
 

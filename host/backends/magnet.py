@@ -40,7 +40,7 @@ from typing import Any, Hashable, Iterator, Sequence
 import numpy as np
 import torch
 
-from modelhost.client.errors import BadParamsError, RequestError
+from modelhost.client.protocol.errors import BadParamsError, RequestError
 from modelhost.host.backends import (
     BatchProgress,
     GenerateOutput,

@@ -43,7 +43,7 @@ from typing import Any, Hashable, Iterator, Sequence
 import numpy as np
 import torch
 
-from modelhost.client.errors import BadParamsError, LoadFailedError, RequestError
+from modelhost.client.protocol.errors import BadParamsError, LoadFailedError, RequestError
 from modelhost.host.backends import (
     Backend,
     BatchProgress,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from modelhost.client.errors import BadParamsError
+from modelhost.client.protocol.errors import BadParamsError
 
 if TYPE_CHECKING:
     from modelhost.host.backends.base import ModelSpec

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from modelhost.client.errors import BadParamsError
+from modelhost.client.protocol.errors import BadParamsError
 
 
 class GlobalRng:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modelhost.client.errors import BadParamsError, LoadFailedError
+from modelhost.client.protocol.errors import BadParamsError, LoadFailedError
 from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext, check_options, number_param
 from modelhost.host.backends.rng import GLOBAL_RNG
 from modelhost.host.backends.shared import SHARED

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelhost.client.errors import BadParamsError, LoadFailedError
+from modelhost.client.protocol.errors import BadParamsError, LoadFailedError
 from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options
 from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module

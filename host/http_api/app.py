@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost.client.aio import AsyncClient
-from modelhost.client.errors import ModelhostError
+from modelhost.client.protocol.errors import ModelhostError
 from modelhost.host.http_api import bodies
 from modelhost.host.http_api.auth import ApiKeys
 from modelhost.host.http_api.directory import ModelDirectory

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelhost.client.errors import HostUnavailableError, ModelhostError, RequestError
+from modelhost.client.protocol.errors import HostUnavailableError, ModelhostError, RequestError
 
 # host error code -> (HTTP status, OpenAI error type)
 _BY_CODE: dict[str, tuple[int, str]] = {

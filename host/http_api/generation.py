@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from modelhost.client.aio import AsyncClient
 from modelhost.client.calls import Chunk, GenerateResult
-from modelhost.client.errors import ModelhostError
+from modelhost.client.protocol.errors import ModelhostError
 from modelhost.host.http_api.bodies import Job
 from modelhost.host.http_api.codec import AudioEncoder
 from modelhost.host.http_api.errors import ApiError, busy, from_client_error

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from modelhost.client.errors import ModelhostError
+from modelhost.client.protocol.errors import ModelhostError
 from modelhost.host.http_api.directory import ModelDirectory
 from modelhost.host.http_api.settings import HttpSettings
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 
 
 @pytest.fixture

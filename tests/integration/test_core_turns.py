@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 from modelhost.host.config import parse_config
 from modelhost.host.core import Core
 from modelhost.host.model import READY

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from modelhost.client import AsyncClient, Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 from modelhost.client.connection import Connection
-from modelhost.client.security import KeyFileError, load_key_pair, load_public_key
-from modelhost.client import wire
+from modelhost.client.protocol.security import KeyFileError, load_key_pair, load_public_key
+from modelhost.client.protocol import wire
 from tests.conftest import ROOT, SLOW_MODEL, short_tmp, start_host
 
 TOKEN = "curve-test-token-0123456789"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 from tests.conftest import start_host
 
 STUCK = 'backend = "tests.support.stuck_backend:StuckBackend"\nstuck_s = 30\nwidth = 8\ndepth = 1'

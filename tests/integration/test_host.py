@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from modelhost.client import AsyncClient, Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 
 
 class SyncCaller:

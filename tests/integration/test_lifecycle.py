@@ -15,7 +15,7 @@ import time
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 from tests.conftest import ROOT, SLOW_MODEL, start_host
 
 CATALOG = f"""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 from modelhost.host.backends.magnet import use_torch_attention
 from modelhost.host.launch import short_tmp, start_host
 from tests.support.webui_calls import MUSICGEN_OUTPUTS, WebUI

@@ -13,8 +13,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelhost.client import Client, wire
-from modelhost.client import errors as E
+from modelhost.client import Client
+from modelhost.client.protocol import wire
+from modelhost.client.protocol import errors as E
 from tests.conftest import ROOT, start_host
 
 

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install 'modelhost[ray]'")
 
 from modelhost.client import CancelledError, Client  # noqa: E402
-from modelhost.client.errors import ReplicaLostError  # noqa: E402
+from modelhost.client.protocol.errors import ReplicaLostError  # noqa: E402
 from modelhost.client.wavfile import read_wav  # noqa: E402
 from modelhost.host.launch import short_tmp, start_host, start_ray_cluster  # noqa: E402
 from tests.conftest import SLOW_MODEL  # noqa: E402
@@ -257,7 +257,7 @@ def test_cli_health_ps_and_a_streamed_generate_through_ray(ray_front, tmp_path):
 
 
 def test_a_model_that_cannot_load_fails_with_why_and_the_others_serve(ray_front):
-    from modelhost.client.errors import LoadFailedError
+    from modelhost.client.protocol.errors import LoadFailedError
 
     host = start_host("""
         [models.tone]

@@ -10,8 +10,9 @@ import pytest
 import zmq
 
 from benchmarks import soak
-from modelhost.client import Client, wire
-from modelhost.client import errors as E
+from modelhost.client import Client
+from modelhost.client.protocol import wire
+from modelhost.client.protocol import errors as E
 from tests.conftest import SLOW_MODEL, start_host
 
 Q = soak.QUICK

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 from modelhost.host.launch import start_host
 from modelhost.host.backends.synth import parameter_count
 

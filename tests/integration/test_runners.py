@@ -18,8 +18,8 @@ import pytest
 
 from benchmarks import soak
 from modelhost.client import CancelledError, Client
-from modelhost.client import errors as E
-from modelhost.client import wire
+from modelhost.client.protocol import errors as E
+from modelhost.client.protocol import wire
 from tests.conftest import ROOT, SLOW_MODEL, short_tmp, start_host
 from tests.integration.test_reliability import _finals
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 
 HUBERT_REF = "hf://lj1995/VoiceConversionWebUI/hubert_base.pt"
 BOB_INDEX = "bob/added_IVF8_Flat_nprobe_1_bob_v2"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import zmq
 
-from modelhost.client import Client, HostDeadError, shm, wire
+from modelhost.client import Client, HostDeadError
+from modelhost.client.protocol import shm, wire
 from tests.conftest import ROOT, SLOW_MODEL, start_host
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="shared memory needs Linux (memfd_create, /proc)")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelhost.client import Client
-from modelhost.client import errors as E
+from modelhost.client.protocol import errors as E
 
 PARAMS = {"duration": 0.5, "top_k": 50, "top_p": 0.0, "temperature": 1.0, "cfg_coef": 3.0}
 

@@ -34,8 +34,9 @@ import numpy as np
 import pytest
 import zmq
 
-from modelhost.client import Client, wire
-from modelhost.client.errors import RequestError
+from modelhost.client import Client
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.errors import RequestError
 from modelhost.host.launch import start_host
 
 SEED = int(os.environ.get("MODELHOST_FUZZ_SEED", "20240612"))

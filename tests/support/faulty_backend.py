@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from modelhost.client.errors import BadParamsError
+from modelhost.client.protocol.errors import BadParamsError
 from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, ModelSpec, RunContext, check_options
 
 RATE = 16000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelhost.client.errors import CancelledError, DeadlineExceededError
+from modelhost.client.protocol.errors import CancelledError, DeadlineExceededError
 from modelhost.host.backends import BatchProgress, RunContext
 
 

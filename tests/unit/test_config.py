@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from modelhost.client.address import parse_address
-from modelhost.client.security import write_key_pair
+from modelhost.client.protocol.address import parse_address
+from modelhost.client.protocol.security import write_key_pair
 from modelhost.host.config import ConfigError, check_on_this_machine, parse_config
 
 

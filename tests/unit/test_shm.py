@@ -10,8 +10,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from modelhost.client import shm, wire
-from modelhost.client.errors import BadRequestError, VersionMismatchError
+from modelhost.client.protocol import shm, wire
+from modelhost.client.protocol.errors import BadRequestError, VersionMismatchError
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="memfd_create and /proc are Linux-only")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelhost.client.errors import UnknownModelError
+from modelhost.client.protocol.errors import UnknownModelError
 from modelhost.host.webui import (
     HUB_IDS,
     HUB_MODELS,

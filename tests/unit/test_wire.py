@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelhost.client import wire
-from modelhost.client.errors import RequestError
+from modelhost.client.protocol import wire
+from modelhost.client.protocol.errors import RequestError
 
 SMALL = wire.Limits(max_message_bytes=1 << 20, max_frames=8, inline_max_bytes=1024)
 

@@ -1,6 +1,6 @@
 """Shared-memory segments for large arrays between a host and a client on one machine, one user.
 
-The wire (``client.wire``) decides which array goes where and writes the references; this module
+The wire (``client.protocol.wire``) decides which array goes where and writes the references; this module
 only owns the memory: a writer's ``Pool`` of reused segments and a reader's ``Mappings`` of one
 peer's segments. Nothing here knows the message layout.
 

@@ -20,7 +20,7 @@ A numpy array anywhere in the body is a msgpack extension value:
     ext 2 (out of band)   msgpack [dtype.str, shape, frame index]    when nbytes >= inline_max_bytes
     ext 3 (shared memory) msgpack [dtype.str, shape, segment id, fd, segment size]
                           version 2, between peers that attached shared memory, when nbytes >=
-                          the sender's threshold and its pool has room (``client.shm``); the
+                          the sender's threshold and its pool has room (``client.protocol.shm``); the
                           array's bytes are at offset 0 of the sender's segment ``segment id``,
                           which the receiver maps from /proc/<sender pid>/fd/<fd>
 
@@ -63,7 +63,7 @@ from typing import Any, Protocol, Sequence
 import msgpack
 import numpy as np
 
-from modelhost.client.errors import (
+from modelhost.client.protocol.errors import (
     BadRequestError,
     ModelhostError,
     RequestError,
@@ -191,7 +191,7 @@ class Message:
 
 
 class ShmSender(Protocol):
-    """Where ``encode`` puts large arrays for a peer that attached shared memory (``client.shm.Pool.sender``)."""
+    """Where ``encode`` puts large arrays for a peer that attached shared memory (``client.protocol.shm.Pool.sender``)."""
 
     min_bytes: int
 
@@ -204,10 +204,10 @@ class ShmSender(Protocol):
 
 
 class ShmReceiver(Protocol):
-    """How ``decode`` maps a peer's segments (``client.shm.Mappings``)."""
+    """How ``decode`` maps a peer's segments (``client.protocol.shm.Mappings``)."""
 
     def array(self, seg_id: int, fd: int, size: int, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
-        """A view of the array in the segment; raises ``client.shm.ShmError`` if it cannot be mapped."""
+        """A view of the array in the segment; raises ``client.protocol.shm.ShmError`` if it cannot be mapped."""
 
     def unread(self, seg_id: int) -> None:
         """The message referencing this segment was refused before its array was read: give the segment back."""

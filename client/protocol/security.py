@@ -1,17 +1,16 @@
-"""CURVE encryption for TCP: key files, the keys each side uses, and the host's client allow-list.
+"""CURVE encryption for TCP: key files, and the keys a client uses (the host's side is ``host.security``).
 
-Both sides use this module (like ``client.address``). Key files are ZeroMQ certificates as
+Both sides read key files through this module. Key files are ZeroMQ certificates as
 ``zmq.auth`` writes them: ``NAME.key`` holds the public key (share it), ``NAME.key_secret`` the
 public and the secret key (mode 0600, never shared). ``modelhost keys DIR`` writes a pair.
 
 * The host loads its pair from ``[host] curve_secret_key`` and, optionally, an allow-list folder of
-  client public keys (``curve_clients``); without one it accepts any client that knows its public
-  key (then a token authenticates clients). ``HostContext`` runs the ZAP authenticator.
+  client public keys (``curve_clients``): ``host.security``.
 * A client pins the host's public key (``server_key=``, else $MODELHOST_SERVER_KEY: a key file or
   the 40-character key itself) and uses $MODELHOST_CLIENT_KEY (a secret key file) or a fresh
   key pair of its own.
 
-Nothing here runs on a thread of its own except the authenticator (``zmq.auth``'s thread).
+Nothing here runs on a thread of its own.
 """
 
 from __future__ import annotations
@@ -21,16 +20,12 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import zmq
 import zmq.auth
 import zmq.utils.z85
 
-if TYPE_CHECKING:
-    from zmq.auth.thread import ThreadAuthenticator
-
-from modelhost.client.errors import ModelhostError
+from modelhost.client.protocol.errors import ModelhostError
 
 SERVER_KEY_ENV = "MODELHOST_SERVER_KEY"
 CLIENT_KEY_ENV = "MODELHOST_CLIENT_KEY"
@@ -49,14 +44,6 @@ class KeyPair:
 
     public: bytes
     secret: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class HostCurve:
-    """The host's CURVE set-up: its own key pair and the allow-list folder (None: any client with the host's key)."""
-
-    keys: KeyPair
-    clients_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,40 +89,20 @@ def load_public_key(spec: str | bytes | os.PathLike) -> bytes:
     text = os.fspath(spec)
     if _Z85_KEY.fullmatch(text) and not os.path.exists(text):
         return text.encode("ascii")
-    public, _ = _read_key_file(Path(text).expanduser(), "public")
+    public, _ = read_key_file(Path(text).expanduser(), "public")
     return public
 
 
 def load_key_pair(path: str | os.PathLike) -> KeyPair:
     """The pair in a ``.key_secret`` file; refused if the file is readable by group or others."""
     path = Path(path).expanduser()
-    public, secret = _read_key_file(path, "secret")
+    public, secret = read_key_file(path, "secret")
     if secret is None:
         raise KeyFileError(f"{path} holds no secret key; give the .key_secret file that `modelhost keys` wrote")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise KeyFileError(f"secret key file {path} is readable by others (mode {mode:04o}); run `chmod 600 {path}`")
     return KeyPair(public, secret)
-
-
-def load_allow_list(folder: str | os.PathLike) -> list[bytes]:
-    """The client public keys in ``folder/*.key``; at least one, each valid."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise KeyFileError(f"curve_clients folder {folder} does not exist; put each allowed client's NAME.key there")
-    keys = [_read_key_file(path, "public")[0] for path in sorted(folder.glob("*.key"))]
-    if not keys:
-        raise KeyFileError(f"curve_clients folder {folder} holds no *.key files; copy each allowed client's public "
-                           "NAME.key there (from `modelhost keys DIR --name NAME` on the client)")
-    return keys
-
-
-def host_curve(secret_key_file: str | os.PathLike, clients_dir: str | os.PathLike | None) -> HostCurve:
-    """The host's CURVE set-up, every file checked now (so a bad one fails the start, not a handshake)."""
-    keys = load_key_pair(secret_key_file)
-    if clients_dir is not None:
-        load_allow_list(clients_dir)
-    return HostCurve(keys, None if clients_dir is None else os.fspath(Path(clients_dir).expanduser()))
 
 
 def client_curve(server_key: str | bytes | os.PathLike | None = None, client_key: str | os.PathLike | None = None) -> ClientCurve | None:
@@ -159,32 +126,7 @@ def use_client_curve(sock: zmq.Socket, curve: ClientCurve) -> None:
     sock.curve_secretkey = curve.keys.secret
 
 
-class HostContext(zmq.Context):
-    """The host's ZeroMQ context: it runs the CURVE authenticator, and stops it before terminating
-    (the authenticator's own sockets would otherwise keep ``term()`` waiting forever)."""
-
-    _authenticator: ThreadAuthenticator | None = None
-
-    def serve_curve(self, sock: zmq.Socket, curve: HostCurve) -> None:
-        """Make ``sock`` (not yet bound) a CURVE server; clients are checked against the allow-list, if any."""
-        from zmq.auth.thread import ThreadAuthenticator  # host side only: clients never start one
-
-        if self._authenticator is None:
-            self._authenticator = ThreadAuthenticator(self)
-            self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=curve.clients_dir or zmq.auth.CURVE_ALLOW_ANY)
-        sock.curve_server = True
-        sock.curve_publickey = curve.keys.public
-        sock.curve_secretkey = curve.keys.secret
-
-    def term(self) -> None:
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
-        super().term()
-
-
-def _read_key_file(path: Path, which: str) -> tuple[bytes, bytes | None]:
+def read_key_file(path: Path, which: str) -> tuple[bytes, bytes | None]:
     try:
         public, secret = zmq.auth.load_certificate(path)
     except FileNotFoundError:
