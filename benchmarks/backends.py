@@ -1,7 +1,7 @@
 """The real backends in one host: start-up, memory per model, the shared-HuBERT saving, and one
 MusicGen and one RVC request through the host vs the same backend in-process, side by side.
 
-Checkpoints are random-weight ones in the real formats (host.weights), tiny by default, so the run
+Checkpoints are random-weight ones in the real formats (host.random_weights), tiny by default, so the run
 needs no download; the figures measure the host, not the model's quality.
 Usage: python -m benchmarks.backends [--reps N] [--json OUT]
 """
@@ -21,7 +21,7 @@ RVC_PARAMS = {"f0_method": "pm"}
 
 
 def _files(root: Path) -> dict[str, Path]:
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
 
     return {
         "musicgen": weights.write_audiocraft(root / "musicgen", "musicgen"),
@@ -66,7 +66,7 @@ def _in_process(f: dict[str, Path], voice_input: np.ndarray, reps: int) -> dict[
 
 def run(reps: int) -> dict:
     from modelhost.client import Client
-    from modelhost.host.launch import short_tmp, start_host
+    from tests.support.launch import short_tmp, start_host
 
     root = short_tmp("mh-bench-")
     f = _files(root)

@@ -38,7 +38,7 @@ CONCURRENCY = (1, 4, 16)
 
 
 def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
-    from modelhost.host.launch import ROOT
+    from tests.support.launch import ROOT
 
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT, address, str(reps)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(n)]
@@ -65,7 +65,7 @@ def _round(address: str, n: int, reps: int, host_pid: int) -> dict:
 
 
 def run(reps: int) -> dict:
-    from modelhost.host.launch import start_host
+    from tests.support.launch import start_host
 
     host = start_host('preload = ["bench"]\n[models.bench]\nbackend = "synth"\nwidth = 256\nchannels = 2\n')
     try:

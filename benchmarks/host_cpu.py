@@ -15,7 +15,7 @@ import sys
 
 from benchmarks import machine
 from modelhost.client import Client
-from modelhost.host.launch import start_host
+from tests.support.launch import start_host
 
 MODEL = 'backend = "synth"\nwidth = 16\ndepth = 1\n'
 

@@ -31,7 +31,7 @@ import httpx
 
 from benchmarks import machine
 from modelhost.client import Client
-from modelhost.host.launch import start_host
+from tests.support.launch import start_host
 
 CATALOG = """
 [host]

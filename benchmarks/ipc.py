@@ -258,7 +258,7 @@ def run(reps: int) -> dict:
     from modelhost.client import Client
     from modelhost.host.backends import GenerateRequest, RunContext, create_backend
     from modelhost.host.backends import ModelSpec
-    from modelhost.host.launch import start_host
+    from tests.support.launch import start_host
 
     backend = create_backend(ModelSpec("bench", "synth", options={k: v for k, v in MODEL.items() if k != "backend"}))
     backend.load("cpu")

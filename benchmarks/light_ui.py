@@ -61,7 +61,7 @@ def light_ui_first_audio(host_address: str) -> dict[str, float]:
 
 def run(size: str, reps: int) -> dict:
     from modelhost.host.config import cache_dir
-    from modelhost.host.launch import short_tmp, start_host
+    from tests.support.launch import short_tmp, start_host
 
     files = warm_start.build(size, cache_dir() / "bench")
     host = start_host(f"""

@@ -47,7 +47,7 @@ def _round(clients: list, model: str, requests: int, duration_s: float) -> float
 def main(argv: list[str] | None = None) -> dict:
     args = _args(argv)
     from modelhost.client import Client
-    from modelhost.host.launch import short_tmp, start_host, start_ray_cluster
+    from tests.support.launch import short_tmp, start_host, start_ray_cluster
 
     counts = [int(n) for n in args.concurrency.split(",")]
     cluster = start_ray_cluster(num_cpus=4)

@@ -38,7 +38,7 @@ def _in_process(duration_s: float, reps: int) -> list[int]:
 
 def run(reps: int) -> dict:
     from modelhost.client import Client
-    from modelhost.host.launch import start_host
+    from tests.support.launch import start_host
 
     host = start_host(_catalog())
     results: dict[str, dict] = {}

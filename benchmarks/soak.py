@@ -40,7 +40,7 @@ from modelhost.client import Client
 from modelhost.client.protocol import wire
 from modelhost.client.protocol import errors as E
 from benchmarks.machine import rss_bytes
-from modelhost.host.launch import ROOT, start_host
+from tests.support.launch import ROOT, start_host
 
 QUICK = {"budget_rounds": 20, "load_clients": 8, "load_requests": 25, "kills": 4, "host_kill_clients": 4,
          "fuzz_messages": 20_000, "drain_jobs": 12, "runner_kills": 3, "runner_kill_clients": 4, "runner_kill_requests": 80}

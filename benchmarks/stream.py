@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = _args(argv)
     from modelhost.client import Client
     from modelhost.host.config import cache_dir
-    from modelhost.host.launch import short_tmp, start_host
+    from tests.support.launch import short_tmp, start_host
 
     durations = [float(d) for d in args.durations.split(",")]
     files = warm_start.build(args.size, cache_dir() / "bench")

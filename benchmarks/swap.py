@@ -15,7 +15,7 @@ from benchmarks.timing import pct_ms
 def run(reps: int) -> dict:
     from modelhost.client import Client
     from modelhost.host.backends.synth import save_checkpoint
-    from modelhost.host.launch import short_tmp, start_host
+    from tests.support.launch import short_tmp, start_host
 
     root = short_tmp("mh-swap-")
     ckpt = save_checkpoint(root / "big.pt", {"width": 7600, "depth": 5, "hop": 320})

@@ -84,7 +84,7 @@ print(json.dumps({"imported": t1, "loaded": t2, "audio": t3, "import_s": t1 - t0
 
 def build(size: str, cache: Path) -> dict[str, Path]:
     """The checkpoints for ``size``, written once into ``cache``."""
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
 
     folder = cache / size
     files = {"musicgen": folder / "musicgen", "voice": folder / "voice.pth", "hubert": folder / "hubert_base.pt"}
@@ -119,7 +119,7 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def run(size: str, reps: int, cache: Path) -> dict:
-    from modelhost.host.launch import short_tmp, start_host
+    from tests.support.launch import short_tmp, start_host
 
     files = build(size, cache)
     host = start_host(f"""

@@ -172,8 +172,7 @@ class Connection:
         """Queue one request; its events go to ``sink``. Raises at once if it cannot be sent."""
         if self._closed.is_set():
             raise HostUnavailableError("this client is closed")
-        if timeout_s is None or timeout_s <= 0:
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        _check_timeout(timeout_s)
         self._check_socket_file()
         request_id = next(self._ids)
         frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits, shm=self._shm_sender)
@@ -207,8 +206,7 @@ class Connection:
 
     def _borrowed(self, kind: str, body: dict[str, Any], sink: Sink, timeout_s: float, epoch: int) -> int:
         """Send and wait on the borrowed socket (caller's thread, under _sock_lock); hand over what is not done."""
-        if timeout_s is None or timeout_s <= 0:
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        _check_timeout(timeout_s)
         self._check_socket_file()
         request_id = next(self._ids)
         frames = wire.encode(kind, request_id, body, token=self._token, limits=self._limits, shm=self._shm_sender)
@@ -630,3 +628,9 @@ def _deliver(entry: _Pending, event: tuple) -> None:
         entry.sink(event)
     except Exception:
         log.exception("a modelhost request sink raised")
+
+
+def _check_timeout(timeout_s: Any) -> None:
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 0 < timeout_s <= wire.MAX_TIMEOUT_S:
+        raise ValueError(f"timeout_s must be a number of seconds above 0 and at most {wire.MAX_TIMEOUT_S:.0f} "
+                         f"(30 days), got {timeout_s!r}")

@@ -25,7 +25,7 @@ from modelhost.client.protocol.errors import InternalError, RequestError
 
 
 class Job:
-    """A submitted request: wait for it with ``result()``, stop it with ``cancel()``."""
+    """A submitted request: wait for its body with ``wait()`` (``GenerateJob.result()``), stop it with ``cancel()``."""
 
     def __init__(self, conn: Connection, kind: str, body: dict[str, Any], timeout_s: float, *, blocking: bool = False) -> None:
         """``blocking``: the caller waits for it next (``generate``, control calls): it may run on the caller's thread."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from modelhost.client.protocol.errors import UnknownModelError
 from modelhost.host.backends import ModelSpec
-from modelhost.host.webui import WebuiCatalog
+from modelhost.host.webui_catalog import WebuiCatalog
 
 
 class Catalog:

@@ -17,7 +17,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
+
+from modelhost.client.protocol.wire import MAX_TIMEOUT_S
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_HOST = 0, 1, 2, 3
 _CHATTY_LIBRARIES = ("audiocraft", "fairseq", "rvc_python", "faiss", "numba", "httpx", "urllib3")
@@ -34,16 +36,23 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _seconds(text: str) -> float:
-    """A --timeout: a finite number of seconds above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
-    return value
+def _number(low: float, high: float, what: str = "a number of seconds", integer: bool = False,
+            open_low: bool = True) -> Callable[[str], float]:
+    """An argparse type: every number an option takes goes through here, so a bad one is one line and exit 2."""
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            value = math.nan
+        above = value > low if open_low else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            raise argparse.ArgumentTypeError(f"must be {what} {'above' if open_low else 'from'} {low:g} and at most "
+                                             f"{high:g}, got {text!r}")
+        return value
+    return parse
 
+
+_seconds = _number(0, MAX_TIMEOUT_S)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -84,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     ps = client_command("ps", "list the catalog's models: state, device, memory, activations per audio second, "
                               "load time, hits, last use")
     ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ps.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
+    ps.add_argument("--watch", type=_number(0, 86400), nargs="?", const=1.0, metavar="SECONDS",
                     help="refresh in place every SECONDS (default 1) until Ctrl-C: memory bars per device, requests/s")
-    ps.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)  # --watch: stop after this many frames (tests)
+    ps.add_argument("--count", type=_number(0, 2**31, "a whole number", integer=True, open_low=False), default=0,
+                    help=argparse.SUPPRESS)  # --watch: stop after this many frames (tests)
     health = client_command("health", "the host's status: ready or not, per-model state, jobs")
     health.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     client_command("load", "load a model now instead of on first use").add_argument("model")
@@ -121,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, metavar="OUT.wav", help="where to write the result (16-bit PCM)")
     gen.add_argument("--stream", action="store_true",
                      help="write OUT.wav as the audio is made (MusicGen/AudioGen): a valid, growing WAV after every chunk")
-    gen.add_argument("--stream-interval", type=float, default=None, metavar="SECONDS",
+    gen.add_argument("--stream-interval", type=_number(0.1, 60, open_low=False), default=None, metavar="SECONDS",
                      help="with --stream: seconds of audio per chunk (default: the model's stream_interval_s)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -177,11 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
         for name in _CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
     from modelhost.client.protocol.address import default_address, parse_address
-    from modelhost.host.config import CONFIG_ENV, ConfigError, check_on_this_machine, load_config
+    from modelhost.host.config import ConfigError, catalog_path, check_on_this_machine, load_config
     from modelhost.host.server import BindError, ensure_address_free
 
     try:
-        catalog_file = args.config or os.environ.get(CONFIG_ENV)
+        catalog_file = catalog_path(args.config)
         early_url = args.address if args.address is not None else None if catalog_file else default_address()
         if early_url is not None:  # before the (default) catalog, which may build weights: a second host is refused at once
             try:
@@ -249,8 +259,6 @@ def _ps(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     """``ps --watch``: the table and a memory bar per device, redrawn in place; requests/s from the hits."""
-    if not math.isfinite(args.watch) or args.watch <= 0:
-        return _fail("--watch needs a positive number of seconds", EXIT_USAGE)
     before: dict[str, int] = {}
     last = time.monotonic()
     frames = 0

@@ -1,7 +1,11 @@
 """The host's one frozen configuration, validated before anything starts.
 
-The only host module that reads environment variables (the address and token defaults are shared
-with the client through ``client.protocol.address``). A catalog file is TOML::
+The only host module that reads the host's own settings from the environment ($MODELHOST_CONFIG,
+_WEBUI, _CACHE_DIR, _TOKEN, _API_KEY, ...; the address and token defaults are shared with the client
+through ``client.protocol.address``). A runner process reads the settings its host gives it
+(``host.runner``); libraries' own variables are read where their rule is mirrored (``CUDA_VISIBLE_DEVICES``
+in ``host.devices``, ``AUDIOCRAFT_CACHE_DIR`` in the audiocraft backends) and a TTS-WebUI's environment
+and ``.env`` files by ``host.webui_catalog``. A catalog file is TOML::
 
     preload = ["synth"]            # loaded, in this order, at start (a voice-folder table: all its voices)
 
@@ -68,7 +72,7 @@ from modelhost.client.protocol.address import Address, default_address, default_
 from modelhost.client.protocol.security import KeyFileError
 from modelhost.host.security import HostCurve, host_curve
 from modelhost.client.protocol.shm import DEFAULT_MIN_BYTES as SHM_MIN_BYTES, DEFAULT_POOL_BYTES as SHM_POOL_BYTES
-from modelhost.host.backends import BACKENDS, INLINE, ModelSpec, is_backend_name, runner_of
+from modelhost.host.backends import BACKENDS, INLINE, ModelSpec, expand_entry, is_backend_name, runner_of
 
 CONFIG_ENV = "MODELHOST_CONFIG"
 WEBUI_ENV = "MODELHOST_WEBUI"
@@ -226,8 +230,13 @@ def load_config(path: str | None = None, *, address: str | None = None, webui: s
     return _check_ray(replace(config, ray=replace(base, address=ray or None)))
 
 
+def catalog_path(path: str | None) -> str | None:
+    """The catalog file a host will read: ``path``, else $MODELHOST_CONFIG; None: the default catalog (or a WebUI's)."""
+    return path or os.environ.get(CONFIG_ENV) or None
+
+
 def _load_config(path: str | None, *, address: str | None, webui: str | None, http: dict[str, str]) -> HostConfig:
-    path = path or os.environ.get(CONFIG_ENV) or None
+    path = catalog_path(path)
     webui = webui or os.environ.get(WEBUI_ENV) or None
     if webui and not path:
         return parse_config(_with_http({"webui": {"root": webui}}, http), address=address, source=f"the WebUI at {webui}")
@@ -238,7 +247,7 @@ def _load_config(path: str | None, *, address: str | None, webui: str | None, ht
             raise ConfigError(f"cannot read the catalog {path}: {exc.strerror}") from None
         source = path
     else:
-        from modelhost.host.defaults import default_catalog
+        from modelhost.host.default_catalog import default_catalog
 
         raw, notes = default_catalog(cache_dir(), os.environ.get("AUDIOCRAFT_CACHE_DIR"))
         raw = _with_http(raw, http)
@@ -622,11 +631,12 @@ def _parse_models(tables: Any, source: str) -> dict[str, ModelSpec]:
             **_batching(table, where),
             **_runner(table, where),
         }
-        if backend == "rvc" and "folder" in options:
-            for voice, voice_options in _voice_folder(name, options, source):
-                models[voice] = ModelSpec(name=voice, options=voice_options, **common)
-        else:
-            models[name] = ModelSpec(name=name, options=options, **common)
+        try:
+            entries = expand_entry(backend, name, options)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [models.{name}] {exc}") from None
+        for entry_name, entry_options in entries:
+            models[entry_name] = ModelSpec(name=entry_name, options=entry_options, **common)
     _check_runners(models, source)
     return models
 
@@ -717,29 +727,6 @@ def _preload_names(name: str, models: dict[str, ModelSpec], source: str, webui: 
     if not voices:
         raise ConfigError(f"{source}: preload names {name!r}, which has no [models.{name}] table")
     return voices
-
-
-def _voice_folder(name: str, options: dict[str, Any], source: str) -> list[tuple[str, dict[str, Any]]]:
-    """``folder = ...`` in an rvc table: one model ``NAME/STEM`` per ``STEM.pth``, with its ``.index``.
-
-    The index is ``STEM.index`` if present, else the one index whose name contains STEM (RVC's
-    training writes ``added_IVF..._STEM_v2.index``); the table's other keys apply to every voice.
-    """
-    options = dict(options)
-    folder = Path(str(options.pop("folder"))).expanduser()
-    voices = sorted(folder.glob("*.pth"))
-    if not voices:
-        raise ConfigError(f"{source}: [models.{name}] folder {folder} holds no .pth voices")
-    indexes = sorted(p for p in folder.glob("*.index") if "trained" not in p.name)
-    out = []
-    for pth in voices:
-        exact = folder / f"{pth.stem}.index"
-        matches = [exact] if exact in indexes else [p for p in indexes if pth.stem in p.stem]
-        voice = {**options, "model": str(pth)}
-        if len(matches) == 1:
-            voice["index"] = str(matches[0])
-        out.append((f"{name}/{pth.stem}", voice))
-    return out
 
 
 def _positive(table: dict[str, Any], key: str, default: float, source: str) -> float:

@@ -1,10 +1,14 @@
 """The host's core loop: the one owner of the scheduler, every model's state and every admission decision.
 
 Runs in the thread ``modelhost-core``. Other threads only post events to its inbox: the I/O thread
-posts decoded requests and dead peers, workers post ``Report``s, the main thread posts controls
-(drain, cancel all, stop). The loop takes an event, changes its state, hands commands to model
-workers, and sends every final reply itself through ``_done`` (idempotent: a job's reply goes out
-once, by construction). Timed work (deadlines, keep-alive expiry, catalog rescans) sits on a heap
+posts decoded requests and dead peers; workers (threads here for ``inline`` models, else runner
+processes through the ``modelhost-runners`` thread, ``host.runners``) post ``Report``s, and that thread
+posts a ``RunnerExit`` when a runner process ends; the main thread posts controls (start, drain,
+cancel_all, stop). The loop takes an event, changes its state, hands commands to model workers (frozen
+``Task``s, never its ``Job``s; a stop signal apart), and sends every final reply itself through ``_done``
+(idempotent: a job's reply goes out once, by construction). A result arrives already encoded for its
+client, so the core copies no audio. Timed work (deadlines, keep-alive expiry, kill timers for runs that
+ignore their stop, catalog rescans) sits on a heap
 and costs nothing until it is due; the deadlines of jobs that already ended are swept out of it once
 they are most of it (a small call's deadline is minutes away, so they would pile up for minutes).
 
@@ -14,9 +18,9 @@ queued during the turn. Sent last, they find the other threads free to run at on
 or worker they wake does not wait for the rest of this turn's bookkeeping (one interpreter lock),
 and a reply never reaches a client before the state it reports is readable.
 
-Memory: before a load starts, its estimated bytes (the model's last measured size, else the
-catalog hint, else the backend's estimate from its files, plus its reserve) are reserved on its
-device, and evictions the policy (``host.residency``) picks must finish before the load is sent.
+Memory (the decisions are ``host.admission``'s): before a load starts, its estimated bytes (the model's last
+measured size, else the catalog hint, else the backend's estimate from its files, plus its reserve) are
+reserved on its device, and evictions the policy (``host.residency``) picks must finish before the load is sent.
 A model's bytes count against its device from the moment its load is admitted until its unload is
 reported, so concurrent loads cannot overcommit a device. A model blocked by busy ones waits; one
 that could never fit fails with ``out_of_memory``. A run reserves its activations too: the model's
@@ -30,6 +34,10 @@ Batching: a ready model's next run takes its head job and the queued jobs with a
 A head job that would run alone waits up to ``batch_window_ms`` from its arrival for company. Each
 row keeps its own progress, deadline, cancel and reply: a row that must stop while others go on gets
 its error at once and its output is thrown away.
+
+Runner processes: a runner's end lost its models' weights; the runs it had in flight are retried once if
+they had sent no audio, else end with ``runner_lost``; a runner none of whose models holds anything is
+told to exit (``_retire_idle_runners``), so an unload frees its memory.
 
 What other threads read (``ps`` rows, ``health``, the peers with work) is published as immutable
 values whose reference the core replaces; nobody else touches a ``Model`` or a backend.
@@ -47,7 +55,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from modelhost.client.protocol import wire
 from modelhost.client.protocol.errors import (
@@ -70,9 +78,8 @@ from modelhost.host.config import HostConfig
 from modelhost.host.front import DEFAULT_TIMEOUT_S, Outbox, Reply, outbox_of, wait_idle
 from modelhost.host.metrics import Metrics
 from modelhost.host.model import FAILED, LOADING, OFFLOADING, READY, RESTORING, UNLOADED, UNLOADING, WARM, Model
-from modelhost.host.runners import CRASH_WINDOW_S, RunnerExit, Runners, RunnerWorker
+from modelhost.host.runners import CRASH_WINDOW_S, RunnerExit, Runners
 from modelhost.host.scheduler import RUNNING, Job, Scheduler
-from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.core")
 
@@ -102,8 +109,11 @@ class Core:
     """See the module docstring. Public methods are safe from any thread; the rest runs in ``modelhost-core``."""
 
     def __init__(self, config: HostConfig, reply: Outbox | Reply, catalog: Catalog | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, *, runners: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``runners`` builds and keeps the models' workers (``host.runners.Runners``; a test may pass its own, with
+        the same ``add``/``retire``/``kill``/``status``), and ``clock`` is the monotonic clock every decision reads."""
         self.config = config
+        self._clock = clock
         self.metrics = metrics or Metrics()
         self._out = outbox_of(reply)
         self._outgoing: list[tuple] = []  # this turn's replies, commands and control acks, in order (_let_go)
@@ -112,11 +122,12 @@ class Core:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._sched = Scheduler()
         self._models: dict[str, Model] = {}
-        self._workers: dict[str, Worker | RunnerWorker] = {}
-        self._runners = Runners({}, self._out, self._inbox.put, heartbeat_s=config.heartbeat_s,
-                                pool=getattr(self._out, "pool", None), shm_reader=self._out.reads_shm,
-                                crash_limit=config.runner_crash_limit, on_first_progress=self._first_progress)
-        self._overheads: dict[str, int] = {}  # runner -> its process's measured bytes beyond its models' (max seen)
+        self._workers: dict[str, Any] = {}  # model -> its worker (host.worker.Worker, or runners.RunnerWorker)
+        self._runners = runners if runners is not None else Runners(
+            self._out, self.report, heartbeat_s=config.heartbeat_s, pool=getattr(self._out, "pool", None),
+            crash_limit=config.runner_crash_limit, on_first_progress=self._first_progress)
+        self._overheads: dict[str, int] = {}
+        self._idle_runners: dict[str, None] = {}  # runners this turn's reports may have emptied  # runner -> its process's measured bytes beyond its models' (max seen)
         self._timers: list[tuple[float, int, str, Any]] = []
         self._ended_deadlines = 0  # deadline entries in _timers whose job already replied
         self._seq = itertools.count()
@@ -129,7 +140,7 @@ class Core:
         self._stopping = False
         self._submitted = 0
         self._batch_waits: set[str] = set()  # models whose head job waits for company (a timer is armed)
-        # published for other threads: replaced, never mutated
+        # published for other threads: a value is replaced whole, never changed in place
         self.rows: dict[str, dict[str, Any]] = {}
         self.busy_peers: frozenset[bytes] = frozenset()
         self.running_jobs: dict[str, tuple[Job, ...]] = {}  # model -> its running jobs (the health check reads their progress times)
@@ -154,6 +165,10 @@ class Core:
 
     def peer_gone(self, peer: bytes) -> None:
         self._inbox.put(_PeerGone(peer))
+
+    def report(self, event: Report | RunnerExit) -> None:
+        """A worker's ``Report``, or a runner process's end (the workers' side calls it, from any thread)."""
+        self._inbox.put(event)
 
     def control(self, op: str, timeout_s: float = 30.0) -> bool:
         """``drain``, ``cancel_all`` or ``stop``, done in the core thread; False if it took longer than ``timeout_s``."""
@@ -203,7 +218,7 @@ class Core:
     def stalled(self) -> dict[str, str]:
         """Models running a job with no progress for far longer than their generations take
         (``stall_after_s``, or 5 x the typical run if longer): name -> what is seen."""
-        now = time.monotonic()
+        now = self._clock()
         out = {}
         status = self._runners.status
         for name, jobs in self.running_jobs.items():
@@ -249,46 +264,42 @@ class Core:
 
     # ---- worker threads ----
 
-    def _post_report(self, report: Report) -> None:
-        """A worker's report, from its thread: each result is encoded for its client here, off the core's thread."""
-        for row in report.rows:
-            if row.ok and row.reply is None and row.key[0] != INTERNAL_PEER:
-                row.reply = self._out.encode(row.key[0], "result", row.key[1], row.body)
-                row.body = {}
-        self._inbox.put(report)
-
     def _first_progress(self, task: Task) -> None:
         self.metrics.first_progress.labels(task.body.get("model", "")).observe((time.monotonic_ns() - task.received_ns) / 1e9)
 
     # ---- the loop ----
 
     def _loop(self) -> None:
-        while True:
-            timeout = None
-            if self._timers:
-                timeout = max(0.0, self._timers[0][0] - time.monotonic())
-            try:
-                event = self._inbox.get(timeout=timeout)
-            except queue.Empty:
-                event = None
-            try:
-                if event is not None:
-                    self._handle(event)
-                    while True:  # take what else is waiting before publishing once
-                        try:
-                            self._handle(self._inbox.get_nowait())
-                        except queue.Empty:
-                            break
-                self._fire_timers(time.monotonic())
-                self._pump()
-                self._publish_rows()
-                self._publish_counts()
-            except Exception:  # a core bug must not end the host; the event's job, if any, still gets its reply
-                log.critical("the core loop failed on %r", event, exc_info=True)
-            event = None  # a report's tasks hold their input arrays: not until the next event
-            self._let_go()
-            if self._stopping:
-                return
+        while not self._stopping:
+            self.turn(None)
+
+    def turn(self, wait_s: float | None = 0.0) -> None:
+        """One turn of the loop: wait at most ``wait_s`` for an event (None: until the next timer is due), handle it
+        and whatever else is waiting, fire the due timers, dispatch, publish, let go of what the turn queued. The
+        core thread runs it over and over; a unit test runs it in its own thread, with a fake clock and workers."""
+        if wait_s is None and self._timers:
+            wait_s = max(0.0, self._timers[0][0] - self._clock())
+        try:
+            event = self._inbox.get(timeout=wait_s) if wait_s != 0.0 else self._inbox.get_nowait()
+        except queue.Empty:
+            event = None
+        try:
+            if event is not None:
+                self._handle(event)
+                while True:  # take what else is waiting before publishing once
+                    try:
+                        self._handle(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+            self._fire_timers(self._clock())
+            self._pump()
+            self._retire_idle_runners()
+            self._publish_rows()
+            self._publish_counts()
+        except Exception:  # a core bug must not end the host; the event's job, if any, still gets its reply
+            log.critical("the core loop failed on %r", event, exc_info=True)
+        event = None  # a report's tasks hold their input arrays: not until the next event
+        self._let_go()
 
     def _send(self, peer: bytes, kind: str, request_id: int, body: dict[str, Any]) -> None:
         """Queue a reply; it leaves at the end of this turn (``_let_go``)."""
@@ -359,7 +370,7 @@ class Core:
             if type(rate) is not int or not 0 < rate <= 768_000:
                 raise BadParamsError(f"audio needs its sample_rate, an int in 1..768000 Hz; got {rate!r}")
         timeout_s = msg.body.get("timeout_s") or DEFAULT_TIMEOUT_S
-        job = Job(peer, msg.id, msg.kind, model.name, msg.body, event.received_ns, time.monotonic() + float(timeout_s))
+        job = Job(peer, msg.id, msg.kind, model.name, msg.body, event.received_ns, self._clock() + float(timeout_s))
         if msg.kind == "generate":
             self._size(model, job)
         self._sched.submit(job)
@@ -406,10 +417,7 @@ class Core:
                 raise
         model = Model(spec, backend)
         self._models[spec.name] = model
-        if model.runner == INLINE:
-            self._workers[spec.name] = Worker(spec.name, backend, self._post_report, self._out.send, self._first_progress)
-        else:
-            self._workers[spec.name] = self._runners.add(spec)
+        self._workers[spec.name] = self._runners.add(spec, backend)
         if serving:
             self._workers[spec.name].start()
         self._dirty(model)
@@ -441,7 +449,7 @@ class Core:
         self._outgoing.append(("stop", self._workers[model.name], job.key, job.reason))
         if model.runner != INLINE and not job.kill_armed:  # a run that ignores its stop: its runner is killed
             job.kill_armed = True
-            self._timer(time.monotonic() + model.spec.kill_after_s, "kill", job)
+            self._timer(self._clock() + model.spec.kill_after_s, "kill", job)
         if any(not j.replied and not j.cancelled for j in model.running):
             self._done_error(job, stop_error(job.reason))
 
@@ -484,7 +492,7 @@ class Core:
             return False  # its retry after an out-of-memory error waits for the evictions to free the room
         if job.kind == "load":
             self._sched.take(model.name)
-            model.record_use(time.monotonic(), job.body.get("keep_alive_s"), generated=False)
+            model.record_use(self._clock(), job.body.get("keep_alive_s"), generated=False)
             self._done(job, "result", self._row(model))
             self._arm_keep_alive(model)
             return True
@@ -499,7 +507,7 @@ class Core:
         if self._batch_wait(model, head, rows):
             return False
         jobs = self._sched.take_batch(model.name, rows, _key)
-        now = time.monotonic()
+        now = self._clock()
         for job in jobs:
             model.record_use(now, job.body.get("keep_alive_s"), generated=True)
             job.started_s = now
@@ -526,7 +534,7 @@ class Core:
         if head.batch_key is None or rows <= 1 or window_ns <= 0:
             return False
         due_ns = head.received_ns + window_ns
-        if time.monotonic_ns() >= due_ns or self._sched.batch_size(model.name, rows, _key) >= rows:
+        if self._clock() * 1e9 >= due_ns or self._sched.batch_size(model.name, rows, _key) >= rows:
             return False
         if model.name not in self._batch_waits:
             self._batch_waits.add(model.name)
@@ -541,7 +549,7 @@ class Core:
             self._fail_model_jobs(model, BadRequestError(f"model {model.name!r}: {exc}"))
             return False
         need = model.held() if restore else model.estimate(device)
-        decision = admission.admit(model, need, device, self._budget(device), self._models.values(), time.monotonic())
+        decision = admission.admit(model, need, device, self._budget(device), self._models.values(), self._clock())
         if decision.verdict == "never":
             self._fail_model_jobs(model, OutOfMemoryError(decision.why))
             return False
@@ -568,7 +576,7 @@ class Core:
         if model.state == READY:
             model.evictions += 1  # counted once, when it leaves its device
             self.metrics.evictions.labels(model.name, reason).inc()
-        target = admission.warm_room(model, self._budget("warm"), self._models.values(), time.monotonic())
+        target = admission.warm_room(model, self._budget("warm"), self._models.values(), self._clock())
         if target is None:
             model.state = UNLOADING
             self._command(model, Command("unload", model.name, device=model.device or "", reason=reason))
@@ -611,7 +619,8 @@ class Core:
                 model.state, model.device = UNLOADED, None
                 log.warning("model %s: offload failed (%s); unloaded instead", model.name, report.error)
         self._dirty(model)
-        self._maybe_retire(model.runner)
+        if model.runner != INLINE:
+            self._idle_runners[model.runner] = None  # looked at once the turn has dispatched (_retire_idle_runners)
 
     # ---- runner processes ----
 
@@ -689,18 +698,19 @@ class Core:
                     m.runner_overhead_bytes = overhead
                     self._dirty(m)
 
-    def _maybe_retire(self, runner: str) -> None:
-        """A runner none of whose models holds anything or has a command in flight: its process exits (unload frees)."""
-        if runner == INLINE:
-            return
-        models = [m for m in self._models.values() if m.runner == runner]
-        if all(m.state in (UNLOADED, FAILED) and m.idle for m in models):
-            self._runners.retire(runner)
+    def _retire_idle_runners(self) -> None:
+        """Runners a report of this turn may have left empty: one none of whose models holds anything, has a command
+        in flight or work queued (a load about to need the same process) exits, so an unload frees its memory."""
+        names, self._idle_runners = self._idle_runners, {}
+        for runner in names:
+            models = [m for m in self._models.values() if m.runner == runner]
+            if all(m.state in (UNLOADED, FAILED) and m.idle and not self._sched.queued(m.name) for m in models):
+                self._runners.retire(runner)
     def _on_loaded(self, model: Model, report: Report) -> None:
         model.reserved = None
         job = self._sched.head(model.name)
         if report.ok:
-            now = time.monotonic()
+            now = self._clock()
             if report.command.op == "load":
                 model.report = report.report
                 model.measured_delta_bytes = report.delta_bytes
@@ -744,7 +754,7 @@ class Core:
         self.running_jobs = {k: v for k, v in self.running_jobs.items() if k != model.name}
         model.measured_run(report.peak_rise_bytes, jobs[0].audio_s if jobs else None, len(jobs))
         if report.ok:
-            seconds = time.monotonic() - jobs[0].started_s
+            seconds = self._clock() - jobs[0].started_s
             model.run_s = seconds if model.run_s == 0 else 0.8 * model.run_s + 0.2 * seconds
             model.last_ok = time.time()
             if report.report is not None and report.report != model.report:
@@ -878,7 +888,7 @@ class Core:
                     self._add_model(spec)
         except Exception:
             log.warning("catalog rescan failed", exc_info=True)
-        self._timer(time.monotonic() + RESCAN_S, "rescan", None)
+        self._timer(self._clock() + RESCAN_S, "rescan", None)
 
     # ---- preload and controls ----
 
@@ -886,7 +896,7 @@ class Core:
         if control.op == "start":
             self._next_preload()
             if self.catalog.dynamic:
-                self._timer(time.monotonic() + RESCAN_S, "rescan", None)
+                self._timer(self._clock() + RESCAN_S, "rescan", None)
         elif control.op == "drain":
             if self._state != "stopped":
                 self._state = "draining"

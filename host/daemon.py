@@ -95,7 +95,7 @@ def catalog_for(config: HostConfig) -> Catalog:
     webui = getattr(config, "webui", None)
     if webui is None:
         return Catalog(config.models)
-    from modelhost.host.webui import WebuiCatalog
+    from modelhost.host.webui_catalog import WebuiCatalog
 
     return Catalog(config.models, WebuiCatalog(webui.root, defaults=webui.defaults))
 

@@ -1,7 +1,8 @@
 """Prometheus metrics of the host, through prometheus_client: what is counted, and the /metrics server.
 
 Events (requests finished, loads, swap-ins, evictions, first progress) are recorded where they
-happen: the core thread and the model workers call the ``record_*`` methods (prometheus_client's
+happen: the core thread (and a worker's or the runners thread's first-progress callback) updates the families
+(prometheus_client's
 metrics are thread-safe). Levels (bytes per model, device memory, queue depths, clients) are read
 at scrape time from the core's published rows, in the HTTP server's thread, never from a backend.
 

@@ -60,7 +60,6 @@ class Model:
         self.source = _safe(backend.source)
         self._file_estimate: MemoryReport | None = None  # the backend's estimate from its files, read once
         self.details: dict[str, Any] = {}
-        self.row: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -139,7 +138,7 @@ class Model:
         ready = self.state == READY
         own = self.report.own_bytes if self.report else 0
         shared = dict(self.report.shared) if self.report else {}
-        self.row = {
+        return {
             "name": self.name,
             "backend": self.spec.backend,
             "runner": self.runner,
@@ -174,7 +173,6 @@ class Model:
             "queued": queued,
             "running": running,
         }
-        return self.row
 
 
     def _details(self, shared: dict[Any, int], holders: dict[Any, int]) -> dict[str, Any]:

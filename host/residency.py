@@ -22,7 +22,7 @@ weights not already resident, and evicting a model frees a shared weight only wi
 
 ``plan`` picks the fewest victims in that order until the new model fits the device's budget; if
 it cannot fit even after every evictable model, it raises ``NoRoom`` naming what is pinned or busy
-and how many bytes are missing. ``idle_expired`` lists models whose keep-alive passed while idle.
+and how many bytes are missing.
 Only the host's core loop calls these, passing ``now`` (monotonic seconds).
 """
 
@@ -145,11 +145,6 @@ def demote(victim: Resident, can_offload: bool, warm_budget_bytes: int, warm: li
         return plan(victim.name, victim.bytes, warm_budget_bytes, warm, now_s)
     except NoRoom:
         return None
-
-
-def idle_expired(residents: list[Resident], now_s: float) -> list[Resident]:
-    """Models whose keep-alive passed, that are neither pinned nor busy: to unload now."""
-    return [r for r in residents if not r.pinned and not r.busy and r.keep_until_s <= now_s]
 
 
 def keep_until(last_used_s: float, keep_alive_s: float, requested_s: float | None = None) -> float:

@@ -1,5 +1,5 @@
-"""Runner processes, from the host's side: start them, feed them commands, relay what they send, watch them
-die, and start them again. Thread ``modelhost-runners``.
+"""The models' workers, from the host's side: runner processes started, fed commands, relayed, watched and
+started again (thread ``modelhost-runners``), and the in-process worker threads of ``inline`` models.
 
 Models run in runner processes (``host.runner``), grouped by ``host.backends.runner_of`` (one per family
 and device unless the catalog names a ``runner``), each group under its own Python if the catalog says
@@ -37,9 +37,10 @@ import numpy as np
 import zmq
 
 from modelhost.client.protocol import shm, wire
-from modelhost.host.backends import INLINE, ModelSpec, runner_of
-from modelhost.host.commands import Command, Task, TaskKey, command_to_wire, report_from_wire
+from modelhost.host.backends import INLINE, Backend, ModelSpec, runner_of
+from modelhost.host.commands import Command, Report, Task, TaskKey, command_to_wire, report_from_wire
 from modelhost.host.front import Outbox
+from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.runners")
 
@@ -136,7 +137,6 @@ class _Runner:
     streamed: set[TaskKey] = field(default_factory=set)
     crashes: deque = field(default_factory=deque)
     restarts: int = 0
-    starts: int = 0
     backoff_until: float = 0.0
     tail: deque = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
     last_heard_s: float = 0.0
@@ -164,11 +164,11 @@ class _HeldSegments:
 
 
 class Runners:
-    """Every runner process of one host (see the module docstring). ``post`` is the core's inbox."""
+    """The workers of every model of one host: a thread in the host for an ``inline`` model, else a ``RunnerWorker``
+    for its runner process (see the module docstring). ``post`` is the core's inbox."""
 
-    def __init__(self, specs: dict[str, ModelSpec], outbox: Outbox, post: Callable[[Any], None], *,
-                 heartbeat_s: float = 0.5, pool: shm.Pool | None = None,
-                 shm_reader: Callable[[bytes], bool] = lambda peer: False, crash_limit: int = 3,
+    def __init__(self, outbox: Outbox, post: Callable[[Any], None], *, heartbeat_s: float = 0.5,
+                 pool: shm.Pool | None = None, crash_limit: int = 3,
                  on_first_progress: Callable[[Task], None] | None = None) -> None:
         self._crash_limit = crash_limit
         self._on_first_progress = on_first_progress
@@ -176,7 +176,6 @@ class Runners:
         self._post_core = post
         self._heartbeat_s = heartbeat_s
         self._pool = pool
-        self._shm_reader = shm_reader  # does this client read the host's segments?
         self._runners: dict[str, _Runner] = {}
         self._workers: dict[str, RunnerWorker] = {}
         self._by_token: dict[bytes, _Runner] = {}
@@ -192,16 +191,16 @@ class Runners:
         self._stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="modelhost-runners", daemon=True)
         self.status: dict[str, dict[str, Any]] = {}  # runner -> what ps and health show (replaced, never mutated)
-        for spec in specs.values():
-            self.add(spec)
 
     # ---- any thread ----
 
-    def add(self, spec: ModelSpec) -> RunnerWorker:
-        """The worker of a model (its runner group is made on first use). Core thread, or before start; once the
-        thread runs, the group's table is changed there (``_add``), before any command for the model."""
+    def add(self, spec: ModelSpec, backend: Backend) -> Worker | RunnerWorker:
+        """The worker of a model: an in-process thread for an ``inline`` model (``backend`` is the one it runs), else
+        its runner's (the group is made on first use). Core thread, or before start; once the thread runs, the group's
+        table is changed there (``_add``), before any command for the model."""
         name = runner_of(spec)
-        assert name != INLINE
+        if name == INLINE:
+            return Worker(spec.name, backend, self._post_inline, self._out.send, self._on_first_progress)
         worker = self._workers[spec.name] = RunnerWorker(self, name, spec.name)
         if self.thread.is_alive():
             self.post(("add", name, spec))
@@ -238,6 +237,14 @@ class Runners:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass
+
+    def _post_inline(self, report: Report) -> None:
+        """An inline worker's report, from its thread: each result is encoded for its client here, off the core."""
+        for row in report.rows:
+            if row.ok and row.reply is None and row.key[0]:  # b"": the host's own request (a warm-up)
+                row.reply = self._out.encode(row.key[0], "result", row.key[1], row.body)
+                row.body = {}
+        self._post_core(report)
 
     def kill(self, runner: str, why: str) -> None:
         """End ``runner``'s process now (SIGKILL): a run there did not stop when told."""
@@ -461,7 +468,6 @@ class Runners:
             runner.pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             runner.pidfd = -1  # the tick polls it instead
-        runner.starts += 1
         runner.last_heard_s = time.monotonic()
         self._by_token[runner.token.encode()] = runner
         log.info("runner %s: started pid %d (%s)", runner.name, proc.pid, python)
@@ -551,7 +557,7 @@ class Runners:
                 self._pool.release([body["seg"]], runner.holder)
             return
         ref = None
-        if self._pool is not None and self._shm_reader(body.get("peer", b"")):
+        if self._pool is not None and self._out.reads_shm(body.get("peer", b"")):
             ref = self._pool.alloc(body["nbytes"], runner.holder)
         reply = {} if ref is None else {"seg": ref[0], "fd": ref[1], "size": ref[2]}
         self._send(runner, "alloc", reply, request_id=msg.id)

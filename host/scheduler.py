@@ -174,14 +174,6 @@ class Scheduler:
         """Every queued job of ``model``, removed (its load failed for good); returns them."""
         return self._remove_queued(lambda job: job.model == model, reason)
 
-    def expire(self, now_s: float) -> list[Job]:
-        """Remove queued jobs past their deadline and flag running ones; returns the removed ones."""
-        removed = self._remove_queued(lambda job: job.deadline_s <= now_s, "deadline")
-        for job in self.running.values():
-            if job.deadline_s <= now_s:
-                _flag(job, "deadline")
-        return removed
-
     def drop_peer(self, peer: bytes) -> list[Job]:
         """A client vanished: remove its queued jobs, flag its running ones; returns the removed ones."""
         removed = self._remove_queued(lambda job: job.peer == peer, "client_gone")
@@ -196,13 +188,6 @@ class Scheduler:
         for job in self.running.values():
             _flag(job, reason)
         return removed
-
-    def peers(self) -> set[bytes]:
-        """Clients with work queued or running."""
-        peers = {job.peer for job in self.running.values()}
-        for queue in self.queues.values():
-            peers.update(job.peer for job in queue)
-        return peers
 
     def queued(self, model: str | None = None) -> int:
         if model is not None:

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from modelhost.host.webui import WebuiCatalog, webui_environment
+from modelhost.host.webui_catalog import WebuiCatalog, webui_environment
+from webui_adapter.routing import parse_model_map
+from webui_adapter.webui_facts import MODEL_MAP_ENV
 
 ADAPTER_PACKAGE = "webui_adapter"
 DISTRIBUTION = "modelhost"
@@ -372,7 +374,12 @@ def doctor(root: Path, envs: list[PythonEnv], args: argparse.Namespace) -> int:
                   f"it will reach {address}")
         if address not in hosts:
             hosts[address] = _host_models(address, environ.get("MODELHOST_TOKEN"))
-    mapped = _model_map(environ.get("MODELHOST_WEBUI_MODELS"))
+    try:
+        mapped = parse_model_map(environ.get(MODEL_MAP_ENV))
+    except ValueError as exc:  # the adapter refuses it the same way
+        problems += 1
+        print(f"{MODEL_MAP_ENV}: PROBLEM: {exc}")
+        mapped = {}
     for address, (served, error) in hosts.items():
         if served is None:
             problems += 1
@@ -408,10 +415,6 @@ def _host_models(address: str, token: str | None) -> tuple[list[str] | None, str
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _model_map(text: str | None) -> dict[str, str]:
-    """MODELHOST_WEBUI_MODELS (``WEBUI_NAME=HOST_MODEL,...``), read leniently: doctor reports, the adapter checks."""
-    pairs = (entry.partition("=") for entry in (text or "").replace(";", ",").split(","))
-    return {webui.strip(): host.strip() for webui, sep, host in pairs if sep and webui.strip() and host.strip()}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
-from modelhost.host.launch import ROOT, HostProcess, short_tmp, start_host, wait_until_ready  # noqa: F401 (re-exported for tests)
+from tests.support.launch import ROOT, HostProcess, short_tmp, start_host, wait_until_ready  # noqa: F401 (re-exported for tests)
 
 # A model that computes ~0.1 s per second of audio here: duration_s sets how long it runs.
 SLOW_MODEL = 'backend = "synth"\nwidth = 512\ndepth = 4\nhop = 32'
@@ -73,8 +73,8 @@ def host(synth_checkpoint: Path):
 
 @pytest.fixture(scope="session")
 def model_files() -> dict[str, Path]:
-    """Checkpoints written once per session through host.weights (the libraries' own classes)."""
-    from modelhost.host import weights
+    """Checkpoints written once per session through host.random_weights (the libraries' own classes)."""
+    from modelhost.host import random_weights as weights
 
     root = short_tmp("mh-models-")
     voices = root / "voices"

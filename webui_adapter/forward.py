@@ -28,9 +28,9 @@ import numpy as np
 from modelhost.client import Client, GenerateResult, HostUnavailableError, RequestError, UnknownModelError
 from modelhost.client.protocol.address import default_address
 from webui_adapter import convert, routing
+from webui_adapter.webui_facts import AUDIOGEN_HUB_ID, MODEL_MAP_ENV
 from webui_adapter.progress import ProgressFn
 
-AUDIOGEN_HUB_ID = "facebook/audiogen-medium"  # the WebUI loads AudioGen for exactly this name, MusicGen otherwise
 
 
 class HostDownError(RuntimeError):
@@ -61,7 +61,7 @@ class Settings:
         return cls(
             address=env.get("MODELHOST_ADDRESS") or default_address(),
             token=env.get("MODELHOST_TOKEN") or None,
-            model_map=routing.parse_model_map(env.get("MODELHOST_WEBUI_MODELS")),
+            model_map=routing.parse_model_map(env.get(MODEL_MAP_ENV)),
             fallback_local=fallback == "local",
         )
 

@@ -41,12 +41,12 @@ import numpy as np
 
 from webui_adapter import convert, progress
 from webui_adapter.forward import ForwardError, Forwarder, HostDownError, as_ui_error
+from webui_adapter.webui_facts import AUDIOGEN_HUB_ID
 
 MUSICGEN_MODULE = "src.musicgen.musicgen_tab"
 RVC_MODULE = "src.rvc_tab.rvc_tab"
 MBD_MODULE = "audiocraft.models.multibanddiffusion"
 SEGMENT_S = 30.0  # MusicGen's training segment; the WebUI cuts melodies to it
-AUDIOGEN = "facebook/audiogen-medium"
 
 
 class _CallState(threading.local):
@@ -66,7 +66,7 @@ class HostAudiocraftModel:
         self._fwd = fwd
         self.name = name
         self.device = "cpu"  # where the WebUI puts the melody tensor before handing it back to us
-        self.sample_rate = 16000 if name == AUDIOGEN else 32000  # replaced by the host's rate after each generation
+        self.sample_rate = 16000 if name == AUDIOGEN_HUB_ID else 32000  # replaced by the host's rate after each generation
         self.lm = SimpleNamespace(cfg=SimpleNamespace(dataset=SimpleNamespace(segment_duration=SEGMENT_S)))
         # the WebUI asks isinstance(compression_model, InterleaveStereoCompressionModel) before diffusion:
         # never, here, since the host returns diffusion audio already laid out per channel
@@ -120,7 +120,7 @@ def wrap_generate(generate: Callable[..., Any]) -> Callable[..., Any]:
     """The era's ``generate(params, melody_in)``, noting whether this call wants multi-band diffusion."""
 
     def host_generate(params: Any, melody_in: Any) -> Any:
-        _STATE.mbd = bool(params.get("use_multi_band_diffusion")) and params.get("model") != AUDIOGEN
+        _STATE.mbd = bool(params.get("use_multi_band_diffusion")) and params.get("model") != AUDIOGEN_HUB_ID
         _STATE.mbd_wav = None
         try:
             return generate(params, melody_in)

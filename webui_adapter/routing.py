@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from webui_adapter.webui_facts import MODEL_MAP_ENV
+
 # The WebUI call kind (its ``_type``) -> the host backends that can serve it.
 FAMILIES: dict[str, tuple[str, ...]] = {"musicgen": ("musicgen", "audiogen"), "magnet": ("magnet",), "rvc": ("rvc",)}
 
@@ -59,7 +61,7 @@ def parse_model_map(text: str | None) -> dict[str, str]:
             continue
         webui, sep, host = entry.partition("=")
         if not sep or not webui.strip() or not host.strip():
-            raise ValueError(f"MODELHOST_WEBUI_MODELS: {entry.strip()!r} is not WEBUI_NAME=HOST_MODEL")
+            raise ValueError(f"{MODEL_MAP_ENV}: {entry.strip()!r} is not WEBUI_NAME=HOST_MODEL")
         mapping[webui.strip()] = host.strip()
     return mapping
 

@@ -22,23 +22,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from webui_adapter import routing
-
-MUSICGEN_PICKER: tuple[tuple[str, str], ...] = (
-    ("Melody", "facebook/musicgen-melody"), ("Medium", "facebook/musicgen-medium"),
-    ("Small", "facebook/musicgen-small"), ("Large", "facebook/musicgen-large"),
-    ("Audiogen", "facebook/audiogen-medium"), ("Melody Large", "facebook/musicgen-melody-large"),
-    ("Stereo Small", "facebook/musicgen-stereo-small"), ("Stereo Medium", "facebook/musicgen-stereo-medium"),
-    ("Stereo Melody", "facebook/musicgen-stereo-melody"), ("Stereo Large", "facebook/musicgen-stereo-large"),
-    ("Stereo Melody Large", "facebook/musicgen-stereo-melody-large"),
-)
+from webui_adapter.webui_facts import MUSICGEN_DIR, MUSICGEN_PICKER, RVC_CHECKPOINTS_DIR, under
 
 
 def musicgen_dir(root: Path) -> Path:
-    return Path(root).absolute() / "data" / "models" / "musicgen_audiogen"
+    return under(root, MUSICGEN_DIR)
 
 
 def checkpoints_dir(root: Path) -> Path:
-    return Path(root).absolute() / "data" / "models" / "rvc" / "checkpoints"
+    return under(root, RVC_CHECKPOINTS_DIR)
 
 
 def musicgen_choices(root: Path, host_models: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -92,6 +92,7 @@ _ARRAY_KINDS = "biufc"
 _MAX_NDIM = 32
 _MAX_ID = 2**63  # request ids are in [0, 2**63): int64 everywhere, never a uint64 surprise
 MAX_PARAMS_DEPTH = 16  # a generate's params map counts as level 1
+MAX_TIMEOUT_S = 30 * 86400.0  # the longest timeout_s a request may give (beyond it, clocks and timers overflow)
 # How much of a header frame is read to find the id of a message refused before its full decode.
 # The encoder writes "v", "k", "id" first, so the id sits within the first few dozen bytes.
 _ID_SCAN_BYTES = 64 * 1024
@@ -457,8 +458,9 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         if required and name not in body:
             raise BadRequestError(f"a {kind!r} message needs the field {name!r}")
     timeout_s = body.get("timeout_s")
-    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise BadRequestError(f"field 'timeout_s' of a {kind!r} message must be a finite number of seconds > 0, got {timeout_s!r}")
+    if timeout_s is not None and not (math.isfinite(timeout_s) and 0 < timeout_s <= MAX_TIMEOUT_S):
+        raise BadRequestError(f"field 'timeout_s' of a {kind!r} message must be seconds above 0 and at most "
+                              f"{MAX_TIMEOUT_S:.0f} (30 days), got {timeout_s!r}")
     keep_alive_s = body.get("keep_alive_s")
     if keep_alive_s is not None and not (math.isfinite(keep_alive_s) and keep_alive_s >= 0):
         raise BadRequestError(f"field 'keep_alive_s' of a {kind!r} message must be a finite number of seconds >= 0, got {keep_alive_s!r}")

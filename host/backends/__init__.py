@@ -76,6 +76,16 @@ def is_backend_name(name: object) -> bool:
     return isinstance(name, str) and (name in BACKENDS or (":" in name and all(name.partition(":")[::2])))
 
 
+def expand_entry(backend: str, name: str, options: dict) -> list[tuple[str, dict]]:
+    """One catalog table as the models it serves (``Backend.expand``). A backend that does not import here (one
+    for another Python's runner) serves its table as one model."""
+    try:
+        cls = backend_class(backend)
+    except BackendImportError:
+        return [(name, options)]
+    return cls.expand(name, options)
+
+
 def create_backend(spec: ModelSpec) -> Backend:
     """A backend for one catalog entry, options checked, nothing loaded yet."""
     return backend_class(spec.backend)(spec)

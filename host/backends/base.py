@@ -200,6 +200,12 @@ class Backend:
     def __init__(self, spec: ModelSpec) -> None:
         self.name = spec.name
 
+    @classmethod
+    def expand(cls, name: str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The models one catalog table serves, as ``(name, options)``: itself, unless a backend serves a folder
+        of models from one table (RVC voices). Runs when the catalog is read; ValueError says what to fix."""
+        return [(name, options)]
+
     # ---- required ----
 
     def load(self, device: str) -> None:

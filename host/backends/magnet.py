@@ -211,7 +211,7 @@ class MagnetBackend(AudiocraftCheckpoint):
         """The request's parameters as ``set_generation_params`` takes them, plus ``seed`` and ``return_tokens``;
         BadParamsError names the first that is out of range."""
         params = dict(request.params)
-        check_known(params, _PARAMS, self.family)
+        check_known(params, _PARAMS, f"a {self.family} model")
         if request.audio is not None:
             raise BadParamsError(f"model {self.name!r} takes text only (MAGNeT has no melody or audio prompt)")
         steps = [number_param(params, f"decoding_steps_{i}", DEFAULTS[f"decoding_steps_{i}"], 1, MAX_DECODING_STEPS,

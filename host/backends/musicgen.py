@@ -49,12 +49,13 @@ from modelhost.host.backends import (
     BatchProgress,
     GenerateOutput,
     GenerateRequest,
+    ModelSpec,
     RunContext,
     check_options,
     number_param,
 )
+from modelhost.host.backends.params import audio_input, check_known
 from modelhost.host.backends.rng import GLOBAL_RNG, parse_seed
-from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 _LOAD_OPTIONS = frozenset({"checkpoint", "allow_pickle", "hf_cache"})  # what every audiocraft checkpoint backend takes
@@ -324,9 +325,7 @@ class _AudiocraftBackend(AudiocraftCheckpoint):
 
     def _check_params(self, request: GenerateRequest) -> dict[str, Any]:
         params = dict(request.params)
-        unknown = set(params) - _PARAMS
-        if unknown:
-            raise BadParamsError(f"unknown parameters for a {self.family} model: {sorted(unknown)}; known: {sorted(_PARAMS)}")
+        check_known(params, _PARAMS, f"a {self.family} model")
         out: dict[str, Any] = {
             "duration": number_param(params, "duration", 10.0, 0.0, self.max_duration_s, open_low=True),
             "top_k": number_param(params, "top_k", 250, 0, int(self.model.lm.card), integer=True),  # the model's vocabulary
@@ -341,9 +340,7 @@ class _AudiocraftBackend(AudiocraftCheckpoint):
             if not self._has_melody():
                 raise BadParamsError(f"model {self.name!r} takes no melody: send audio only to melody models "
                                      "(facebook/musicgen-melody, musicgen-melody-large, stereo-melody)")
-            audio = request.audio
-            if audio.ndim not in (1, 2) or audio.size == 0 or audio.dtype.kind not in "iuf":
-                raise BadParamsError(f"melody must be a non-empty 1-D or (channels, samples) array of samples, got {audio.dtype} {audio.shape}")
+            audio_input(request.audio, request.sample_rate, "melody")
         return out
 
     def _has_melody(self) -> bool:

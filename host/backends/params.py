@@ -26,11 +26,11 @@ def check_options(spec: "ModelSpec", known: set[str]) -> dict[str, Any]:
     return dict(spec.options)
 
 
-def check_known(params: dict[str, Any], known: Iterable[str], family: str) -> None:
-    """BadParamsError naming the parameters a ``family`` model does not take."""
+def check_known(params: dict[str, Any], known: Iterable[str], what: str) -> None:
+    """BadParamsError naming the parameters ``what`` (``"a musicgen model"``, ``"an rvc voice"``) does not take."""
     unknown = set(params) - set(known)
     if unknown:
-        raise BadParamsError(f"unknown parameters for a {family} model: {sorted(unknown)}; known: {sorted(known)}")
+        raise BadParamsError(f"unknown parameters for {what}: {sorted(unknown)}; known: {sorted(known)}")
 
 
 def number_param(params: dict[str, Any], key: str, default: float, low: float, high: float, *,
@@ -63,9 +63,9 @@ def choice_param(params: dict[str, Any], key: str, default: str, choices: Iterab
 
 
 def audio_input(audio: np.ndarray | None, sample_rate: int | None, what: str = "audio") -> np.ndarray:
-    """Input samples: a non-empty 1-D or (channels, samples) int/float array with its rate."""
+    """Input samples: a non-empty 1-D or (channels, samples) int/float array with its rate, no NaN or infinity."""
     if audio is None or sample_rate is None:
-        raise BadParamsError(f"this model converts audio: send {what}= (samples) and sample_rate=")
+        raise BadParamsError(f"this model needs input {what}: send audio= (samples) and sample_rate=")
     if audio.ndim not in (1, 2) or audio.size == 0 or audio.dtype.kind not in "iuf":
         raise BadParamsError(f"{what} must be non-empty 1-D or (channels, samples) int or float samples, "
                              f"got {audio.dtype} {audio.shape}")

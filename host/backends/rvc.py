@@ -37,16 +37,26 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from modelhost.client.protocol.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, MemoryReport, RunContext, check_options, number_param
+from modelhost.host.backends import (
+    Backend,
+    GenerateOutput,
+    GenerateRequest,
+    MemoryReport,
+    ModelSpec,
+    RunContext,
+    check_options,
+    number_param,
+)
+from modelhost.host.backends.params import audio_input, check_known, choice_param
 from modelhost.host.backends.rng import GLOBAL_RNG
 from modelhost.host.backends.shared import SHARED
-from modelhost.host.backends import ModelSpec
 from modelhost.host.devices import module_bytes
 
 _OPTIONS = {"model", "index", "index_root", "hubert", "hf_cache", "rmvpe", "half"}
@@ -80,6 +90,29 @@ class RvcBackend(Backend):
     """``backend = "rvc"`` (see the module docstring)."""
 
     requires = ("torch", "fairseq", "faiss", "rvc_python.modules.vc.modules", "rvc_python.modules.vc.pipeline")
+
+    @classmethod
+    def expand(cls, name: str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """``folder = ...``: one model ``NAME/STEM`` per ``STEM.pth`` there, with its ``.index``: ``STEM.index`` if
+        present, else the one index whose name contains STEM (RVC's training writes ``added_IVF..._STEM_v2.index``);
+        the table's other keys apply to every voice."""
+        if "folder" not in options:
+            return [(name, options)]
+        options = dict(options)
+        folder = Path(str(options.pop("folder"))).expanduser()
+        voices = sorted(folder.glob("*.pth"))
+        if not voices:
+            raise ValueError(f"folder {folder} holds no .pth voices")
+        indexes = sorted(p for p in folder.glob("*.index") if "trained" not in p.name)
+        out = []
+        for pth in voices:
+            exact = folder / f"{pth.stem}.index"
+            matches = [exact] if exact in indexes else [p for p in indexes if pth.stem in p.stem]
+            voice = {**options, "model": str(pth)}
+            if len(matches) == 1:
+                voice["index"] = str(matches[0])
+            out.append((f"{name}/{pth.stem}", voice))
+        return out
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__(spec)
@@ -272,16 +305,10 @@ class RvcBackend(Backend):
     def _check_params(self, request: GenerateRequest) -> dict[str, Any]:
         params = request.params
         known = set(_DEFAULTS) | ({"index"} if self.index_root is not None else set())
-        unknown = set(params) - known
-        if unknown:
-            raise BadParamsError(f"unknown parameters for an rvc voice: {sorted(unknown)}; known: {sorted(known)}")
-        if request.audio is None or request.sample_rate is None:
-            raise BadParamsError("an rvc voice converts audio: send audio= (samples) and sample_rate=")
-        if request.audio.ndim not in (1, 2) or request.audio.size == 0 or request.audio.dtype.kind not in "iuf":
-            raise BadParamsError(f"audio must be non-empty 1-D or (channels, samples) samples, got {request.audio.dtype} {request.audio.shape}")
-        p = {**_DEFAULTS, "f0_method": "rmvpe" if self.rmvpe is not None else "harvest", **params}
-        if p["f0_method"] not in F0_METHODS:
-            raise BadParamsError(f"f0_method must be one of {', '.join(F0_METHODS)}, got {p['f0_method']!r}")
+        check_known(params, known, "an rvc voice")
+        audio_input(request.audio, request.sample_rate)
+        p = {**_DEFAULTS, **params}
+        p["f0_method"] = choice_param(params, "f0_method", "rmvpe" if self.rmvpe is not None else "harvest", F0_METHODS)
         if p["f0_method"] == "rmvpe" and self.rmvpe is None:
             raise BadParamsError(f"voice {self.name!r} has no rmvpe weights configured: use f0_method pm, harvest or fcpe, "
                                  "or set rmvpe = \"/path/to/rmvpe.pt\" in the catalog")

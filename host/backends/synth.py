@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from modelhost.client.protocol.errors import BadParamsError, LoadFailedError
-from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, RunContext, check_options
-from modelhost.host.backends import ModelSpec
+from modelhost.host.backends import Backend, GenerateOutput, GenerateRequest, ModelSpec, RunContext, check_options
+from modelhost.host.backends.params import audio_input, check_known
 from modelhost.host.devices import module_bytes, offload_module, restore_module
 
 FORMAT = "modelhost-synth-v1"
@@ -191,14 +191,9 @@ class SynthBackend(Backend):
 
     def _check_params(self, request: GenerateRequest) -> tuple[float, int]:
         params = request.params
-        unknown = set(params) - _PARAM_KEYS
-        if unknown:
-            raise BadParamsError(f"unknown parameters for a synth model: {sorted(unknown)}; known: {sorted(_PARAM_KEYS)}")
+        check_known(params, _PARAM_KEYS, "a synth model")
         if request.audio is not None:
-            if request.audio.ndim not in (1, 2) or request.audio.size == 0:
-                raise BadParamsError(f"audio must be a non-empty 1-D (samples) or 2-D (channels, samples) array, got shape {request.audio.shape}")
-            if request.audio.dtype.kind not in "iuf":
-                raise BadParamsError(f"audio must be integer or float samples, got dtype {request.audio.dtype}")
+            audio_input(request.audio, request.sample_rate)
             default_s = request.audio.shape[-1] / request.sample_rate
         else:
             default_s = 1.0

@@ -52,12 +52,6 @@ def bad_param(param: str, message: str) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value")
 
 
-def unknown_model(name: str, served: list[str]) -> ApiError:
-    shown = ", ".join(served[:20]) + (" ..." if len(served) > 20 else "")
-    return ApiError(404, f"the model {name!r} is not served here; served: {shown or 'none'}", param="model",
-                    code="model_not_found")
-
-
 def busy(message: str) -> ApiError:
     return ApiError(503, message, code="host_busy", headers={"Retry-After": "1"})
 

@@ -39,11 +39,6 @@ class OutputFormat:
     rates_hz: tuple[int, ...] = ()  # the codec's rates; empty: any
     codec_options: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def has_length_header(self) -> bool:
-        """True when a whole file states its length up front (a streamed one then says 'unknown')."""
-        return self.container in ("wav", "flac")
-
 
 OPENAI: dict[str, OutputFormat] = {
     "wav": OutputFormat("wav", "wav", "pcm_s16le", "audio/wav"),

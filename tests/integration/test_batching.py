@@ -14,7 +14,7 @@ import pytest
 
 from modelhost.client import Client
 from modelhost.client.protocol import errors as E
-from modelhost.host.launch import short_tmp, start_host
+from tests.support.launch import short_tmp, start_host
 
 UNSEEDED = {"duration": 1.0, "top_k": 50, "seed": -1}
 

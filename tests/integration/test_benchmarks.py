@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from modelhost.host.launch import ROOT
+from tests.support.launch import ROOT
 
 
 def _run(module: str, *args: str, tmp_path) -> dict:
@@ -82,9 +82,9 @@ def test_ipc_benchmark_smoke(tmp_path) -> None:
     for name, row in report["payloads"].items():
         assert row["shm_p50_ms"] > 0 and row["frames_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
         assert row["raw_zmq_2proc_p50_ms"] > 0
-        assert row["shm_faults_client"] >= 0 and row["frames_faults_host"] >= 0
         assert name == "empty" or row["memcpy_p50_ms"] > 0
         assert report["gradio_skipped"] or name == "10s_result" or row["gradio_p50_ms"] > 0
+    assert big["shm_faults_client"] < big["frames_faults_client"]  # shared memory's segments are pre-faulted and reused
     small = report["small_call"]
     assert small["direct_p50_ms"] > 0 and small["io_thread_p50_ms"] > 0 and small["raw_zmq_2proc_p50_ms"] > 0
     assert set(small["host_cpu_us_per_call"]) == {"direct", "io_thread"}
@@ -123,5 +123,4 @@ def test_ray_scale_benchmark_smoke(tmp_path) -> None:
                   "--small-calls", "5", tmp_path=tmp_path)
     for r in report["results"].values():
         assert r["direct"]["requests_per_s"] > 0 and r["one"]["requests_per_s"] > 0 and r["two"]["requests_per_s"] > 0
-        assert r["two_over_one"] == pytest.approx(r["two"]["requests_per_s"] / r["one"]["requests_per_s"])
     assert report["small_call"]["ray"]["p50_ms"] > 0 and report["small_call"]["direct"]["p50_ms"] > 0

@@ -198,10 +198,21 @@ def test_serve_on_a_tcp_port_in_use_is_one_line(where, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("command", ["health", "generate synth -o {tmp}/x.wav"])
-@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0", "soon"])
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0", "soon", "1e308"])
 def test_a_timeout_that_is_not_a_positive_finite_number_is_one_line(command, timeout, tmp_path) -> None:
     done = modelhost(*command.format(tmp=tmp_path).split(), "--timeout", timeout, address=f"ipc://{tmp_path}/none.sock")
-    assert_one_line_usage_error(done, "--timeout: must be a positive, finite number of seconds")
+    assert_one_line_usage_error(done, "--timeout: must be a number of seconds above 0 and at most 2.592e+06")
+
+
+@pytest.mark.parametrize("args, needle", [
+    ("ps --watch 1e308", "--watch: must be a number of seconds above 0 and at most 86400"),
+    ("ps --watch -2", "--watch: must be a number of seconds above 0"),
+    ("generate synth -o {tmp}/x.wav --stream --stream-interval 1e308", "--stream-interval: must be a number of seconds from 0.1"),
+    ("generate synth -o {tmp}/x.wav --stream --stream-interval nan", "--stream-interval: must be a number of seconds from 0.1"),
+])
+def test_every_number_an_option_takes_is_checked_in_one_line(args, needle, tmp_path) -> None:
+    done = modelhost(*args.format(tmp=tmp_path).split(), address=f"ipc://{tmp_path}/none.sock")
+    assert_one_line_usage_error(done, needle)
 
 
 def test_generate_checks_its_files_before_sending_anything(tmp_path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from modelhost.host.cli import build_parser
 from modelhost.host.config import load_config
-from modelhost.host.launch import ROOT
+from tests.support.launch import ROOT
 
 UNITS = {"modelhost.service": "/opt/modelhost/.venv/bin/modelhost", "modelhost-user.service": "%h/modelhost/.venv/bin/modelhost"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from modelhost.client import Client
-from modelhost.host.launch import start_host
+from tests.support.launch import start_host
 
 pytestmark = pytest.mark.gpu
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from modelhost.host.launch import ROOT
+from tests.support.launch import ROOT
 
 
 def test_http_benchmark_smoke(tmp_path):

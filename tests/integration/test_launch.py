@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelhost.host.launch import short_tmp, start_host
+from tests.support.launch import short_tmp, start_host
 
 
 def test_a_host_that_never_becomes_ready_is_not_left_running():

@@ -1,5 +1,5 @@
 """MAGNeT through one real host: random-weight MAGNeT checkpoints built through audiocraft's own builders
-(``host.weights.write_magnet``), served from a TTS-WebUI tree and its Hugging Face cache in the hub's
+(``host.random_weights.write_magnet``), served from a TTS-WebUI tree and its Hugging Face cache in the hub's
 layout (``--webui``, offline: the six picker ids and a folder under ``data/models/magnet``), compared
 bit for bit with in-process audiocraft, and called the way the WebUI's MAGNeT tab calls its inner
 decorator (``tests/support/webui_calls.py``, checked against tts_webui_extension.audiocraft 4271f86).
@@ -17,7 +17,7 @@ import pytest
 from modelhost.client import Client
 from modelhost.client.protocol import errors as E
 from modelhost.host.backends.magnet import use_torch_attention
-from modelhost.host.launch import short_tmp, start_host
+from tests.support.launch import short_tmp, start_host
 from tests.support.webui_calls import MUSICGEN_OUTPUTS, WebUI
 from tests.support.webui_tree import MAGNET_HUB, MAGNET_SEGMENT_S
 
@@ -31,7 +31,7 @@ BASE = {**FEW_STEPS, "use_sampling": True, "top_k": 0, "top_p": 0.0, "temperatur
 @pytest.fixture(scope="module")
 def musicgen_efficient():
     """A MusicGen whose attention follows audiocraft's process-wide backend, as the published ones do."""
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
 
     return weights.write_audiocraft(short_tmp("mh-mg-") / "musicgen", "musicgen", seed=3, memory_efficient=True)
 

@@ -19,7 +19,7 @@ pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install 'modelhost
 from modelhost.client import CancelledError, Client  # noqa: E402
 from modelhost.client.protocol.errors import ReplicaLostError  # noqa: E402
 from modelhost.client.wavfile import read_wav  # noqa: E402
-from modelhost.host.launch import short_tmp, start_host, start_ray_cluster  # noqa: E402
+from tests.support.launch import short_tmp, start_host, start_ray_cluster  # noqa: E402
 from tests.conftest import SLOW_MODEL  # noqa: E402
 
 

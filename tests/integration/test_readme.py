@@ -11,7 +11,7 @@ import time
 import wave
 
 from modelhost.client import Client
-from modelhost.host.launch import ROOT, short_tmp
+from tests.support.launch import ROOT, short_tmp
 
 README = (ROOT / "README.md").read_text()
 

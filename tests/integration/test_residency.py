@@ -11,7 +11,7 @@ import pytest
 
 from modelhost.client import Client
 from modelhost.client.protocol import errors as E
-from modelhost.host.launch import start_host
+from tests.support.launch import start_host
 from modelhost.host.backends.synth import parameter_count
 
 MIB = 2**20

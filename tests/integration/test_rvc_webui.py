@@ -98,7 +98,7 @@ def test_index_is_an_unknown_parameter_without_index_root(backends) -> None:
 
 
 def test_indexes_are_read_once_and_again_only_when_the_file_changes(backends, webui_tree, tmp_path) -> None:
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
     from modelhost.host.backends.rvc import INDEXES, RvcBackend
     from modelhost.host.backends import ModelSpec
 
@@ -144,7 +144,7 @@ def test_fcpe_hears_the_pitch_and_transposes_it(backends) -> None:
 
 @pytest.fixture(scope="module")
 def host(webui_tree, tmp_path_factory):
-    from modelhost.host.launch import start_host
+    from tests.support.launch import start_host
 
     empty_cache = tmp_path_factory.mktemp("empty-hf")
     h = start_host(f"""

@@ -17,7 +17,7 @@ import pytest
 
 from modelhost.client import CancelledError, Client, DeadlineExceededError
 from modelhost.client.wavfile import read_wav
-from modelhost.host.launch import ROOT, start_host
+from tests.support.launch import ROOT, start_host
 
 
 def test_seeded_stream_joins_into_the_non_streamed_result(model_host):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from modelhost.host.launch import ROOT, short_tmp, start_host
+from tests.support.launch import ROOT, short_tmp, start_host
 
 PROXY = ".venvs/tts_webui_extension.audiocraft"
 OTHER_DECORATOR = {"package_name": "extensions.builtin.extension_decorator_save_ffmpeg", "name": "Save Ogg",

@@ -18,7 +18,7 @@ PARAMS = {"duration": 0.5, "top_k": 50, "top_p": 0.0, "temperature": 1.0, "cfg_c
 @pytest.fixture(scope="module")
 def hub_host(webui_tree, tmp_path_factory):
     """A host that may look only in the WebUI's cache: the standard one is empty and the hub is offline."""
-    from modelhost.host.launch import start_host
+    from tests.support.launch import start_host
 
     empty_home = tmp_path_factory.mktemp("empty-hf-home")
     h = start_host(f"""
@@ -88,8 +88,8 @@ def test_a_hub_ids_load_size_is_estimated_from_its_cached_files(webui_tree) -> N
 @pytest.fixture(scope="module")
 def webui_host(webui_tree):
     """``modelhost serve --webui ROOT`` and nothing else: no catalog entries, no map, the hub offline."""
-    from modelhost.host.launch import start_host
-    from modelhost.host.webui import WebuiCatalog
+    from tests.support.launch import start_host
+    from modelhost.host.webui_catalog import WebuiCatalog
 
     specs = WebuiCatalog(webui_tree.root, environ={}).scan()  # what the host should serve (the tree's .env sets HF_HOME)
     h = start_host("", args=("--webui", str(webui_tree.root)), env={"HF_HUB_OFFLINE": "1"}, timeout_s=120)

@@ -37,7 +37,7 @@ import zmq
 from modelhost.client import Client
 from modelhost.client.protocol import wire
 from modelhost.client.protocol.errors import RequestError
-from modelhost.host.launch import start_host
+from tests.support.launch import start_host
 
 SEED = int(os.environ.get("MODELHOST_FUZZ_SEED", "20240612"))
 COUNT = int(os.environ.get("MODELHOST_FUZZ_COUNT", "20000"))

@@ -4,7 +4,7 @@ audiocraft's stereo MusicGen (``facebook/musicgen-stereo-*``) is a mono EnCodec 
 predicts twice, left and right interleaved: the LM's config carries ``interleave_stereo_codebooks``
 (``use: true``), twice the codebooks, and each delay twice (0, 0, 1, 1, ...); ``MusicGen.get_pretrained``
 then wraps the compression model in ``InterleaveStereoCompressionModel`` and generates (1, 2, T).
-The sizes are those of ``modelhost.host.weights.audiocraft_configs``. Runs in the calling thread.
+The sizes are those of ``modelhost.host.random_weights.audiocraft_configs``. Runs in the calling thread.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def write_stereo_musicgen(folder: str | Path, *, seed: int = 0) -> Path:
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
-    from modelhost.host.weights import audiocraft_configs
+    from modelhost.host.random_weights import audiocraft_configs
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 For tests of ``--webui`` serving, the WebUI adapter and ``modelhost webui``: everything a real
 TTS-WebUI install keeps where the real one keeps it (checked against rsxdalv/TTS-WebUI 8c9046b and
-its audiocraft/rvc extensions), built offline through ``modelhost.host.weights`` (the libraries'
+its audiocraft/rvc extensions), built offline through ``modelhost.host.random_weights`` (the libraries'
 own classes, saved in the real formats). ``build_webui_tree(base)`` writes::
 
     BASE/webui/                                     the WebUI root (its working directory)
@@ -77,7 +77,7 @@ class WebuiTree:
 
 def build_webui_tree(base: Path, *, rmvpe: bool = False) -> WebuiTree:
     """Write the tree described in the module docstring under ``base`` (a fresh folder)."""
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
 
     base = Path(base).absolute()
     root, hf_home = base / "webui", base / "hf"

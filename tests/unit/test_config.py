@@ -214,7 +214,7 @@ def test_backend_options_are_checked_before_start() -> None:
 def test_the_24gb_example_catalog_is_valid() -> None:
     from modelhost.host.backends import create_backend
     from modelhost.host.config import load_config
-    from modelhost.host.launch import ROOT
+    from tests.support.launch import ROOT
 
     config = load_config(str(ROOT / "examples" / "catalog-24gb.toml"), address="ipc:///tmp/x/host.sock")
     assert config.preload == ("musicgen-large", "audiogen", "voice-a", "voice-b")

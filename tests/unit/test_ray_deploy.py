@@ -48,7 +48,7 @@ def test_serve_ray_flag_wins_over_the_catalog_and_an_empty_one_means_local(tmp_p
     ({"target_ongoing_requests": 0}, "target_ongoing_requests must be a positive number"),
 ])
 def test_bad_ray_tables_name_the_key(table, needle) -> None:
-    with pytest.raises(ConfigError, match=None) as err:
+    with pytest.raises(ConfigError) as err:
         parse_config({"models": {"x": {"backend": "synth"}}, "ray": {"models": {"x": table}}}, address=ADDRESS)
     assert needle in str(err.value) and "[ray.models.x]" in str(err.value)
 

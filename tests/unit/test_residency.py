@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelhost.host.residency import GIB, NoRoom, Resident, Usage, eviction_order, idle_expired, keep_until, plan
+from modelhost.host.residency import GIB, NoRoom, Resident, Usage, eviction_order, keep_until, plan
 
 
 def res(name: str, gib: float, *, reload_s: float = 10.0, uses: float = 0.0, last: float = 0.0, pinned: bool = False,
@@ -62,14 +62,11 @@ def test_no_room_names_what_holds_memory_and_how_much_is_missing() -> None:
         plan("huge", 30 * GIB, 24 * GIB, [], NOW)
 
 
-def test_idle_expiry_and_keep_until() -> None:
+def test_keep_until() -> None:
     assert keep_until(100, 300) == 400
     assert keep_until(100, 300, requested_s=60) == 400  # a request never shortens the operator's keep-alive
     assert keep_until(100, 300, requested_s=900) == 1000
     assert keep_until(100, math.inf) == math.inf
-    residents = [res("old", 1, keep=NOW - 1), res("pinned", 1, keep=NOW - 1, pinned=True), res("busy", 1, keep=NOW - 1, busy=True),
-                 res("fresh", 1, keep=NOW + 1)]
-    assert [r.name for r in idle_expired(residents, NOW)] == ["old"]
 
 
 RESIDENT = st.builds(

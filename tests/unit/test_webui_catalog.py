@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 
 from modelhost.client.protocol.errors import UnknownModelError
-from modelhost.host.webui import (
-    HUB_IDS,
-    HUB_MODELS,
-    HUBERT_REF,
-    MAGNET_HUB_IDS,
-    MAGNET_HUB_MODELS,
-    WebuiCatalog,
-    hub_cache_dir,
-    read_dotenv,
-)
+from modelhost.host.webui_catalog import WebuiCatalog, hub_cache_dir, read_dotenv
+from webui_adapter.webui_facts import HUBERT_REF, MAGNET_IDS, MUSICGEN_IDS
 
 ENV = {"HOME": "/home/u"}  # no HF variables: the default cache
 
@@ -43,21 +35,15 @@ def test_scan_lists_the_picker_the_folders_and_every_voice_under_the_webuis_name
     specs = WebuiCatalog(root, environ=ENV).scan()
     musicgen_dir = os.path.join(str(root), "data", "models", "musicgen_audiogen")
     magnet = os.path.join(str(root), "data", "models", "magnet", "my-magnet")
-    assert list(specs)[:11] == list(HUB_IDS) == [hub_id for _, hub_id in HUB_MODELS]
-    assert HUB_MODELS[0] == ("Melody", "facebook/musicgen-melody") and len(HUB_IDS) == 11
+    assert list(specs)[:11] == list(MUSICGEN_IDS)  # the audiocraft picker, in its order
     assert list(specs)[11:] == [os.path.join(musicgen_dir, "myft"), os.path.join(musicgen_dir, "sfx_audiogen"),
-                                *MAGNET_HUB_IDS, magnet, "alice", "bob/bob", "singers/deep/carol"]
-    # the MAGNeT tab's picker (magnet_tab.py at tts_webui_extension.audiocraft 4271f86), in its order
-    assert MAGNET_HUB_MODELS == (
-        ("Magnet, 10s, Small", "facebook/magnet-small-10secs"), ("Magnet, 10s, Medium", "facebook/magnet-medium-10secs"),
-        ("Magnet, 30s, Small", "facebook/magnet-small-30secs"), ("Magnet, 30s, Medium", "facebook/magnet-medium-30secs"),
-        ("Audio, Magnet, Small", "facebook/audio-magnet-small"), ("Audio, Magnet, Medium", "facebook/audio-magnet-medium"))
-    assert {specs[n].backend for n in (*MAGNET_HUB_IDS, magnet)} == {"magnet"}
+                                *MAGNET_IDS, magnet, "alice", "bob/bob", "singers/deep/carol"]
+    assert {specs[n].backend for n in (*MAGNET_IDS, magnet)} == {"magnet"}
     assert specs[magnet].options == {"checkpoint": magnet}
     assert specs["facebook/audio-magnet-small"].options == {"checkpoint": "facebook/audio-magnet-small",
                                                              "hf_cache": "/home/u/.cache/huggingface/hub"}
-    assert {n: s.backend for n, s in specs.items() if n in HUB_IDS} == {
-        h: ("audiogen" if h == "facebook/audiogen-medium" else "musicgen") for h in HUB_IDS}
+    assert [n for n in MUSICGEN_IDS if specs[n].backend == "audiogen"] == ["facebook/audiogen-medium"]
+    assert specs["facebook/musicgen-stereo-melody-large"].backend == "musicgen"
     assert specs[os.path.join(musicgen_dir, "myft")].backend == "musicgen"
     assert specs[os.path.join(musicgen_dir, "sfx_audiogen")].backend == "audiogen"  # by its name
 
@@ -74,7 +60,6 @@ def test_specs_point_where_the_webui_keeps_each_file(tmp_path) -> None:
     assert specs["singers/deep/carol"].options == {
         "model": os.path.join(checkpoints, "singers", "deep", "carol.pth"), "hubert": HUBERT_REF, "hf_cache": cache,
         "index_root": checkpoints}
-    assert HUBERT_REF == "hf://lj1995/VoiceConversionWebUI/hubert_base.pt"
     rmvpe = root / "data" / "models" / "rvc" / "rmvpe" / "rmvpe.pt"
     rmvpe.parent.mkdir(parents=True)
     rmvpe.write_bytes(b"")
@@ -169,4 +154,4 @@ def test_defaults_apply_to_every_model_and_unknown_ones_are_refused(tmp_path) ->
 
 def test_an_empty_webui_serves_the_picker_only(tmp_path) -> None:
     (tmp_path / "bare").mkdir()
-    assert list(WebuiCatalog(tmp_path / "bare", environ=ENV).scan()) == [*HUB_IDS, *MAGNET_HUB_IDS]
+    assert list(WebuiCatalog(tmp_path / "bare", environ=ENV).scan()) == [*MUSICGEN_IDS, *MAGNET_IDS]

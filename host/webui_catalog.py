@@ -3,13 +3,13 @@
 ``WebuiCatalog(root)`` reads the WebUI's folder (never its code) the way the WebUI lists models
 (checked against rsxdalv/TTS-WebUI 8c9046b and its audiocraft and rvc extensions):
 
-* the 11 MusicGen/AudioGen hub ids of the audiocraft picker (``HUB_MODELS``), named by the hub id,
+* the 11 MusicGen/AudioGen hub ids of the audiocraft picker (``webui_facts.MUSICGEN_PICKER``), named by the hub id,
   loaded from the Hugging Face cache the WebUI uses; listed whether downloaded or not (a load of a
   missing one fails naming the ``huggingface-cli download`` to run);
 * each first-level folder of ``data/models/musicgen_audiogen`` except ``cache``, named by its
   absolute path (``os.path.join(<abs root>/data/models/musicgen_audiogen, NAME)``, the value the
   WebUI sends); AudioGen when its name says so or its checkpoint is 16 kHz, else MusicGen;
-* the 6 hub ids of the MAGNeT tab's picker (``MAGNET_HUB_MODELS``) and each first-level folder of
+* the 6 hub ids of the MAGNeT tab's picker (``webui_facts.MAGNET_PICKER``) and each first-level folder of
   ``data/models/magnet`` except ``cache`` (by absolute path), as the tab lists them (``model_select_ui``
   with prefix ``magnet``); all served by the ``magnet`` backend;
 * every RVC voice ``*.pth`` under ``data/models/rvc/checkpoints`` at any depth (the WebUI lists one
@@ -39,28 +39,15 @@ from typing import Any, Mapping
 from modelhost.client.protocol.errors import UnknownModelError
 from modelhost.host.backends import ModelSpec
 
-# The audiocraft extension's picker, in its order: (label, hub id).
-HUB_MODELS: tuple[tuple[str, str], ...] = (
-    ("Melody", "facebook/musicgen-melody"), ("Medium", "facebook/musicgen-medium"),
-    ("Small", "facebook/musicgen-small"), ("Large", "facebook/musicgen-large"),
-    ("Audiogen", "facebook/audiogen-medium"), ("Melody Large", "facebook/musicgen-melody-large"),
-    ("Stereo Small", "facebook/musicgen-stereo-small"), ("Stereo Medium", "facebook/musicgen-stereo-medium"),
-    ("Stereo Melody", "facebook/musicgen-stereo-melody"), ("Stereo Large", "facebook/musicgen-stereo-large"),
-    ("Stereo Melody Large", "facebook/musicgen-stereo-melody-large"),
+from webui_adapter.webui_facts import (  # the WebUI's names, written once for the host and the adapter
+    AUDIOGEN_HUB_ID,
+    HUBERT_REF,
+    MAGNET_DIR,
+    MAGNET_IDS as MAGNET_HUB_IDS,
+    MUSICGEN_DIR,
+    MUSICGEN_IDS as HUB_IDS,
+    RVC_CHECKPOINTS_DIR as CHECKPOINTS_DIR,
 )
-HUB_IDS = tuple(hub_id for _, hub_id in HUB_MODELS)
-AUDIOGEN_HUB_ID = "facebook/audiogen-medium"  # the WebUI picks AudioGen by this exact name
-# The MAGNeT tab's picker (tts_webui_extension.audiocraft magnet/magnet_tab.py), in its order: (label, hub id).
-MAGNET_HUB_MODELS: tuple[tuple[str, str], ...] = (
-    ("Magnet, 10s, Small", "facebook/magnet-small-10secs"), ("Magnet, 10s, Medium", "facebook/magnet-medium-10secs"),
-    ("Magnet, 30s, Small", "facebook/magnet-small-30secs"), ("Magnet, 30s, Medium", "facebook/magnet-medium-30secs"),
-    ("Audio, Magnet, Small", "facebook/audio-magnet-small"), ("Audio, Magnet, Medium", "facebook/audio-magnet-medium"),
-)
-MAGNET_HUB_IDS = tuple(hub_id for _, hub_id in MAGNET_HUB_MODELS)
-HUBERT_REF = "hf://lj1995/VoiceConversionWebUI/hubert_base.pt"  # where the WebUI's RVC tab downloads it
-MUSICGEN_DIR = ("data", "models", "musicgen_audiogen")
-MAGNET_DIR = ("data", "models", "magnet")
-CHECKPOINTS_DIR = ("data", "models", "rvc", "checkpoints")
 DEFAULT_RMVPE_ROOT = "data/models/rvc/rmvpe"
 DEFAULT_KEYS = {"device", "keep_alive_s", "reserve_bytes", "pin"}
 _SHOWN_NAMES = 12  # how many served names an unknown-name error lists

@@ -1,4 +1,4 @@
-"""Start a host daemon in a subprocess and wait until it answers: for tests, benchmarks and supervisors.
+"""Start a host daemon (or a one-node Ray cluster) in a subprocess and wait until it answers: for tests and benchmarks.
 
 Runs in the caller's thread; needs only the client (no torch in the calling process).
 """
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -29,7 +29,7 @@ def default_catalog(cache_dir: Path, audiocraft_cache: str | None) -> tuple[dict
         else:
             folder = random_dir / family
             if not (folder / "state_dict.bin").is_file():
-                from modelhost.host.weights import write_audiocraft
+                from modelhost.host.random_weights import write_audiocraft
 
                 write_audiocraft(folder, family)
             models[family] = {"backend": family, "checkpoint": str(folder)}
@@ -48,7 +48,7 @@ def default_catalog(cache_dir: Path, audiocraft_cache: str | None) -> tuple[dict
 
 def _random_voices(folder: Path) -> None:
     """Two voices (one with an index) sharing one HuBERT, laid out as a user's voice folder is."""
-    from modelhost.host import weights
+    from modelhost.host import random_weights as weights
 
     files = {"voice-a.pth": lambda p: weights.write_rvc_voice(p, seed=1),
              "voice-a.index": weights.write_faiss_index,
