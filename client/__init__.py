@@ -11,6 +11,7 @@ Light by design (pyzmq, msgpack, numpy; never torch), so every WebUI process can
 from typing import TYPE_CHECKING, Any
 
 from modelhost.client.calls import GenerateResult
+from modelhost.client.protocol import errors  # every error class: ``from modelhost.client import errors``
 from modelhost.client.protocol.errors import (
     BadParamsError,
     CancelledError,
@@ -27,7 +28,7 @@ from modelhost.client.sync import Client, GenerateJob
 __all__ = [
     "AsyncClient", "BadParamsError", "CancelledError", "Client", "DeadlineExceededError", "GenerateJob",
     "GenerateResult", "HostDeadError", "HostUnavailableError", "HostUnreachableError", "ModelhostError",
-    "RequestError", "UnknownModelError",
+    "RequestError", "UnknownModelError", "errors",
 ]
 
 if TYPE_CHECKING:

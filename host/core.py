@@ -627,15 +627,20 @@ class Core:
     def _on_runner_exit(self, event: RunnerExit) -> None:
         """A runner process ended. Its models lost their weights; the command each had in flight is over: a run's
         requests that had sent no audio are run once more (a new process starts for them), the others end with
-        ``runner_lost``; a runner that crashed too often leaves its models failed, with the reason."""
+        ``runner_lost``; the models that were resident there and had nothing in flight are loaded again on the new
+        process (a crash in one model's code must not leave its runner-mates unloaded); a runner that crashed too
+        often leaves its models failed, with the reason."""
         message = event.describe()
         if not event.intended:
             log.error("%s", message)
         used: set[Any] = set()
+        reload: list[str] = []
         for model in [m for m in self._models.values() if m.runner == event.runner]:
             command = event.commands.get(model.name)
             if command is None and model.state not in (READY, WARM):
                 continue  # nothing of it was in that process (a load still waiting for the next one stays)
+            if command is None and event.reload:
+                reload.append(model.name)
             if model.state in (READY, WARM, LOADING, RESTORING, UNLOADING, OFFLOADING):
                 if model.state == READY:
                     model.evictions += 1
@@ -656,6 +661,14 @@ class Core:
         for key, result in event.results.items():
             if key not in used:
                 self._out.drop(result)
+        if not event.failed and self._state == "running":
+            for name in reload:
+                if self._sched.head(name) is None:  # a queued request brings it back anyway
+                    msg = wire.Message(kind="load", id=next(self._internal_ids), body={"model": name})
+                    try:
+                        self._submit(_Request(INTERNAL_PEER, msg, time.monotonic_ns()))
+                    except RequestError:  # no reload then; its next request loads it
+                        log.warning("model %s: not loaded again after its runner's end", name, exc_info=True)
 
     def _runner_lost_run(self, model: Model, event: RunnerExit, used: set[Any]) -> None:
         jobs, model.running = model.running, []

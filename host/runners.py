@@ -84,6 +84,7 @@ class RunnerExit:
     intended: bool  # the host ended it: its last model went, a run ignored its stop, or shutdown
     crashes: int  # unintended ends within CRASH_WINDOW_S, this one included
     failed: bool  # crashed too often (the host's runner_crash_limit): its models are failed until a request asks again
+    reload: bool  # its resident models should be loaded again (a crash, or a kill of a stuck run; not an exit or shutdown)
     stderr_tail: tuple[str, ...]
     commands: dict[str, Command]  # model -> the command it had in flight, lost with the process
     streamed: frozenset[TaskKey]  # running tasks that had sent audio to their clients
@@ -649,8 +650,9 @@ class Runners:
             runner.restarts += 1
             log.warning("runner %s (pid %d) %s", runner.name, pid, why)
         event = RunnerExit(runner.name, pid, why if not intended else f"{why} ({runner.intent or 'ended'})", intended,
-                           len(runner.crashes), crashed and len(runner.crashes) >= self._crash_limit, tuple(runner.tail),
-                           commands, frozenset(runner.streamed), dict(runner.results))
+                           len(runner.crashes), crashed and len(runner.crashes) >= self._crash_limit,
+                           runner.intent not in ("exit", "shutdown"), tuple(runner.tail), commands,
+                           frozenset(runner.streamed), dict(runner.results))
         if event.failed or runner.intent == "shutdown":  # what waited for a new process will not get one
             for command in runner.queue:
                 if isinstance(command, Command):

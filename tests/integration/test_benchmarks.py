@@ -124,3 +124,13 @@ def test_ray_scale_benchmark_smoke(tmp_path) -> None:
     for r in report["results"].values():
         assert r["direct"]["requests_per_s"] > 0 and r["one"]["requests_per_s"] > 0 and r["two"]["requests_per_s"] > 0
     assert report["small_call"]["ray"]["p50_ms"] > 0 and report["small_call"]["direct"]["p50_ms"] > 0
+
+
+def test_runners_benchmark_smoke(tmp_path) -> None:
+    report = _run("runners", "--reps", "10", "--results", "2", "--stream", "1", tmp_path=tmp_path)
+    for key in ("small_call", "2s_result"):
+        for path in ("runner", "inline"):
+            assert report[key][path]["wall_p50_ms"] > 0 and report[key][path]["calls"] >= 5
+    assert report["cold_load_s"]["runner"] > report["cold_load_s"]["inline"]  # a process to start, libraries to import
+    assert report["stream_first_audio"]["runner"]["first_chunk_s"] > 0 and report["batch"]["runner"]["max_rows"] >= 1
+    assert report["shared_memory"] and report["handed_over_without_copy"] > 0  # 2 s of stereo: over the shm threshold

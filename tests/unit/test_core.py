@@ -178,14 +178,14 @@ def test_a_runner_that_dies_mid_run_runs_the_request_once_more_then_reports_runn
     rid = rig.generate("a", seed=3)
     rig.answer("a")
     lost = rig.last("a")
-    rig.core.report(RunnerExit("synth", 4242, "killed by signal SIGSEGV", False, 1, False, ("boom",), {"a": lost},
+    rig.core.report(RunnerExit("synth", 4242, "killed by signal SIGSEGV", False, 1, False, True, ("boom",), {"a": lost},
                                frozenset(), {}))
     rig.core.turn()
     assert rig.core.rows["a"]["state"] == "loading" and rig.last("a").op == "load"  # a new runner, the weights again
     rig.answer("a")
     again = rig.last("a")
     assert again.op == "run" and again.tasks[0].request_id == rid and rig.finals(rid) == []
-    rig.core.report(RunnerExit("synth", 4243, "killed by signal SIGKILL", False, 2, False, (), {"a": again},
+    rig.core.report(RunnerExit("synth", 4243, "killed by signal SIGKILL", False, 2, False, True, (), {"a": again},
                                frozenset(), {}))
     rig.core.turn()
     (kind, body), = rig.finals(rid)
@@ -219,3 +219,19 @@ def test_the_last_unload_in_a_runner_tells_it_to_exit_and_not_before() -> None:
         rig.answer(model)
         assert [k for k, _ in rig.finals(rid)] == ["result"]
         assert rig.runners.retired == ([] if model == "a" else ["synth"])  # b still held the runner after a went
+
+
+def test_a_crash_in_one_models_code_loads_its_runner_mates_again() -> None:
+    rig = Rig({"a": synth(10), "b": synth(10)})
+    for model in ("a", "b"):
+        rig.generate(model)
+        rig.answer(model)
+        rig.ran(model)
+    rid = rig.generate("a")
+    lost = rig.last("a")
+    rig.core.report(RunnerExit("synth", 4242, "killed by signal SIGSEGV", False, 1, False, True, (), {"a": lost},
+                               frozenset(), {}))
+    rig.core.turn()
+    assert rig.last("a").op == "load" and rig.last("b").op == "load"  # a for its request, b because it was resident
+    rig.answer("b")
+    assert rig.core.rows["b"]["state"] == "ready" and rig.finals(rid) == []
