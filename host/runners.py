@@ -269,9 +269,6 @@ class Runners:
         self._stopped.wait(timeout_s + 1.0)
         self.thread.join(2.0)
 
-    def worker(self, model: str) -> RunnerWorker | None:
-        return self._workers.get(model)
-
     # ---- the thread ----
 
     def _run(self) -> None:
