@@ -139,12 +139,22 @@ def budget(rounds: int) -> dict[str, Any]:
 
 # ---- load: client processes on raw sockets ----
 
-def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) -> dict[str, Any]:
+def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False, version: int = wire.PROTOCOL_VERSION,
+                 gated: bool = False) -> dict[str, Any]:
     """One client process: ``requests`` mixed requests, at most 8 in flight; counts every final reply per id.
-    ``lost_ok``: runners are being killed, so ``runner_lost`` is a right reply too (counted apart)."""
+    ``lost_ok``: runners are being killed, so ``runner_lost`` is a right reply too (counted apart). ``version``: the
+    protocol version it writes (1 for a host that speaks only that). ``gated``: connected, it prints ``ready`` and
+    waits for a line on stdin, so that every client starts sending at once (``benchmarks.clients_mixed``).
+    Also returns each generate's time from its send to its result (``generate_ns``) and its own sending time."""
     rng = random.Random(seed)
     ctx, sock = _dealer(address)
+    if gated:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    started, cpu_started = time.perf_counter(), time.process_time()
     sent: dict[int, tuple[str, float, int]] = {}
+    sent_ns: dict[int, int] = {}
+    generate_ns: list[int] = []
     finals: dict[int, int] = {}
     wrong = runner_lost = 0
     why: list[str] = []
@@ -160,15 +170,16 @@ def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) 
                 duration, s = rng.choice([0.02, 0.05, 0.1]), rng.randrange(1, 1000)  # 0: a random seed
                 body = {"model": model, "prompt": "x", "params": {"duration_s": duration, "seed": s}}
                 sent[next_id] = ("generate", duration, s)
-                sock.send_multipart(wire.encode("generate", next_id, body))
+                sent_ns[next_id] = time.perf_counter_ns()
+                sock.send_multipart(wire.encode("generate", next_id, body, version=version))
             elif roll < 0.8 and next_id > 1:
                 target = rng.randrange(1, next_id)
                 sent[next_id] = ("cancel", 0.0, target)
-                sock.send_multipart(wire.encode("cancel", next_id, {"target": target}))
+                sock.send_multipart(wire.encode("cancel", next_id, {"target": target}, version=version))
             else:
                 kind = rng.choice(["ps", "health"])
                 sent[next_id] = (kind, 0.0, 0)
-                sock.send_multipart(wire.encode(kind, next_id, {}))
+                sock.send_multipart(wire.encode(kind, next_id, {}, version=version))
             next_id += 1
             in_flight += 1
         if not poller.poll(1000):
@@ -182,6 +193,8 @@ def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) 
                 in_flight -= 1
             kind, duration, s = sent.get(msg.id, ("?", 0.0, 0))
             if kind == "generate" and msg.kind == "result":
+                if finals[msg.id] == 1:
+                    generate_ns.append(time.perf_counter_ns() - sent_ns[msg.id])
                 audio = msg.body["audio"]
                 bad = audio.shape[-1] != round(duration * SYNTH_SR) or msg.body["info"].get("seed") != s
             elif lost_ok and kind == "generate" and msg.body.get("code") == "runner_lost":
@@ -192,6 +205,7 @@ def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) 
             if bad:
                 wrong += 1
                 why.append(f"{kind} {msg.id}: {msg.kind} {str(msg.body)[:200]}")
+    seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     end = time.monotonic() + 0.5  # a duplicate final reply would arrive now
     while time.monotonic() < end:
         if poller.poll(100):
@@ -202,7 +216,8 @@ def _load_client(address: str, requests: int, seed: int, lost_ok: bool = False) 
     ctx.term()
     return {"requests": requests, "lost": sum(1 for i in sent if i not in finals),
             "duplicated": sum(1 for n in finals.values() if n > 1), "wrong": wrong, "why": why[:5],
-            "runner_lost": runner_lost}
+            "runner_lost": runner_lost, "generate_ns": generate_ns, "seconds": seconds,
+            "cpu_s": cpu_s}
 
 
 LOAD_MODELS = """
@@ -443,7 +458,10 @@ SCENARIOS = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
-        print(json.dumps(_load_client(argv[1], int(argv[2]), int(argv[3]), lost_ok=argv[4:5] == ["lost_ok"])))
+        flags = argv[4:]
+        version = next((int(f[1:]) for f in flags if f[:1] == "v" and f[1:].isdigit()), wire.PROTOCOL_VERSION)
+        print(json.dumps(_load_client(argv[1], int(argv[2]), int(argv[3]), lost_ok="lost_ok" in flags, version=version,
+                                      gated="gated" in flags)))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the test suite's sizes")
