@@ -176,7 +176,11 @@ def _fail(message: object, code: int) -> int:
 #   PASSIVE:                   129 ms, 84 ms, 0.9 ms
 #   ACTIVE (unbounded spin):   32 ms, 46 ms, 1.0 ms, but one core busy forever while idle
 #   ACTIVE + 3e6 spins:        30 ms, 44 ms, 0.9 ms, idle CPU 0 (in-process: 28 ms, 47 ms)
-_OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "3000000"}
+# Those processes were throttled (more OpenMP threads than cores), where ACTIVE spins min(1000, GOMP_SPINCOUNT).
+# A runner process with one model is not, and spun the full 3e6 (~10-40 ms) after every op: two such runners
+# on 2 cores took 64 requests/s under 16 clients, vs 373 with 1000 spins (benchmarks/clients_mixed.py, issue 24).
+# 1000 is what a throttled process spins anyway, in every process now.
+_OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "1000"}
 
 
 def _serve(args: argparse.Namespace) -> int:
