@@ -36,7 +36,7 @@ import zmq
 
 from benchmarks import machine
 from benchmarks.timing import pct_ms
-from modelhost.client import wire
+from modelhost.client.protocol import wire
 from modelhost.host.launch import ROOT, HostProcess, short_tmp
 
 LAYOUTS = ("separate", "shared", "inline")
@@ -151,12 +151,13 @@ def _children(pid: int) -> list[int]:
 
 def one_round(t: Tree, layout: str, clients: int, requests: int) -> dict[str, Any]:
     host = start(t, layout)
+    procs: list[subprocess.Popen] = []
     try:
         runners = _children(host.proc.pid)
         flags = ["gated", f"v{t.version}"]
-        procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "_client", host.address, str(requests), str(i),
-                                   *flags], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                 for i in range(clients)]
+        procs += [subprocess.Popen([sys.executable, "-m", "benchmarks.soak", "_client", host.address, str(requests), str(i),
+                                    *flags], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                  for i in range(clients)]
         for p in procs:
             assert p.stdout.readline().strip() == "ready"
         cpu_before = (_cpu_s(host.proc.pid), sum(_cpu_s(r) for r in runners))
@@ -169,6 +170,10 @@ def one_round(t: Tree, layout: str, clients: int, requests: int) -> dict[str, An
         host_cpu = _cpu_s(host.proc.pid) - cpu_before[0]
         runner_cpu = sum(_cpu_s(r) for r in runners) - cpu_before[1]
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         host.stop(30)
     total = sum(o["requests"] for o in outs)
     latencies = [ns for o in outs for ns in o["generate_ns"]]

@@ -23,7 +23,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from modelhost.host.commands import (
     command_from_wire,
     report_to_wire,
 )
+from modelhost.host.waker import Waker
 from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.runner")
@@ -86,9 +86,7 @@ class RunnerProcess:
         self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.connect(env["ADDRESS"])
         self._outbox: deque[list[Any]] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
         self._workers: dict[str, Worker] = {}
         self._allocs: dict[int, list[Any]] = {}  # alloc id -> [event, reply body]
         self._alloc_ids = iter(range(1, 2**62))
@@ -103,10 +101,7 @@ class RunnerProcess:
         sender = _AllocSender(self, peer) if peer is not None and self._mappings is not None else None
         frames = wire.encode(kind, request_id, body, limits=_LIMITS, shm=sender)
         self._outbox.append(frames)
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self._waker.wake()
 
     def place(self, peer: bytes, arr: np.ndarray) -> tuple[int, int, int] | None:
         """Write ``arr`` into a segment the host lends for ``peer``: (segment id, fd, size), or None (a frame)."""
@@ -159,15 +154,12 @@ class RunnerProcess:
                                          "python": sys.executable, "torch": "torch" in sys.modules})
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
         next_beat = 0.0
         while not self._stopping:
             ready = dict(poller.poll(timeout=self.heartbeat_s * 1000 / 2))
-            if self._wake_r.fileno() in ready:
-                try:
-                    self._wake_r.recv(4096)
-                except (BlockingIOError, OSError):
-                    pass
+            if self._waker.fileno() in ready:
+                self._waker.clear()
             if self._sock in ready:
                 self._receive()
             self._flush()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from modelhost.client.protocol import shm, wire
 from modelhost.host.backends import INLINE, Backend, ModelSpec, runner_of
 from modelhost.host.commands import Command, Report, Task, TaskKey, command_to_wire, report_from_wire
 from modelhost.host.front import Outbox
+from modelhost.host.waker import Waker
 from modelhost.host.worker import Worker
 
 log = logging.getLogger("modelhost.runners")
@@ -181,9 +181,7 @@ class Runners:
         self._workers: dict[str, RunnerWorker] = {}
         self._by_token: dict[bytes, _Runner] = {}
         self._inbox: deque[tuple] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
         self._dir = self._url = ""  # the socket's private folder and address (made by ``start``)
         self._pkg_dir = ""  # made on first use: what makes modelhost importable under another Python
         self._ctx: zmq.Context | None = None
@@ -234,10 +232,7 @@ class Runners:
 
     def post(self, item: tuple) -> None:
         self._inbox.append(item)
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self._waker.wake()
 
     def _post_inline(self, report: Report) -> None:
         """An inline worker's report, from its thread: each result is encoded for its client here, off the core."""
@@ -274,18 +269,15 @@ class Runners:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
         fds: dict[int, tuple[str, _Runner]] = {}
         shutting_down: float | None = None
         try:
             while True:
                 self._sync_poller(poller, fds)
                 ready = dict(poller.poll(timeout=self._heartbeat_s * 1000 / 2))
-                if self._wake_r.fileno() in ready:
-                    try:
-                        self._wake_r.recv(65536)
-                    except (BlockingIOError, OSError):
-                        pass
+                if self._waker.fileno() in ready:
+                    self._waker.clear()
                 while self._inbox:
                     item = self._inbox.popleft()
                     if item[0] == "shutdown":

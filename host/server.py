@@ -42,6 +42,7 @@ from modelhost.client.protocol.errors import BadRequestError, RequestError, Unau
 from modelhost.host.security import HostContext
 from modelhost.host.config import HostConfig
 from modelhost.host.front import Front
+from modelhost.host.waker import Waker
 
 log = logging.getLogger("modelhost.server")
 _SHM_EXIT_WAIT_S = 3.0
@@ -83,9 +84,8 @@ class Server:
         self._next_tick = 0.0
         self._limits = config.limits
         self._outbox: deque[list[Any]] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._waker = Waker()
+        self._io_thread_id = 0  # the I/O thread's own replies need no wake-up: it flushes at the end of its turn
         self._stop = threading.Event()
         self._ctx = HostContext()  # a zmq.Context that also runs (and stops) the CURVE authenticator
         self._sock = self._ctx.socket(zmq.ROUTER)
@@ -143,7 +143,7 @@ class Server:
                 time.sleep(0.005)
         if not self._stop.is_set():
             self._stop.set()
-            self._wake()
+            self._waker.wake()
             if self.thread.is_alive():
                 self.thread.join(timeout=timeout_s)
         path = self.config.address.path
@@ -183,7 +183,8 @@ class Server:
 
     def send_encoded(self, peer: bytes, encoded: Encoded) -> None:
         self._outbox.append([peer, *encoded.frames])
-        self._wake()
+        if threading.get_ident() != self._io_thread_id:
+            self._waker.wake()
 
     def drop(self, encoded: Encoded | None) -> None:
         """A reply encoded but never sent (its job ended otherwise): its shared-memory segments are free again."""
@@ -204,36 +205,30 @@ class Server:
         attached = self._attached.get(peer)
         return attached is not None and attached.sender is not None
 
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
-
     # ---- the I/O thread ----
 
     def _run(self) -> None:
+        self._io_thread_id = threading.get_ident()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        poller.register(self._waker.fileno(), zmq.POLLIN)
         tick_ms = self.config.heartbeat_s * 1000 / 2
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(timeout=tick_ms))
-                if self._wake_r.fileno() in ready:
-                    _drain(self._wake_r)
+                ready = dict(poller.poll(timeout=0 if self._outbox else tick_ms))  # a late reply of its own: at once
+                if self._waker.fileno() in ready:
+                    self._waker.clear()
                 if self._sock in ready:
                     self._receive()
-                self._flush()
                 self._tick()
+                self._flush()  # last: what this turn's requests and tick queued goes out now
             self._flush()
         except Exception:
             log.critical("the I/O thread failed; the host cannot serve", exc_info=True)
         finally:
             self._sock.close(linger=1000)
             self._ctx.term()
-            self._wake_r.close()
-            self._wake_w.close()
+            self._waker.close()
 
     def _flush(self) -> None:
         while self._outbox:
@@ -376,14 +371,6 @@ class Server:
             self._last_seen = {peer: seen for peer, seen in self._last_seen.items() if peer in busy or now - seen < limit}
             self._v1_peers &= self._last_seen.keys()
         self.clients = sum(1 for seen in self._last_seen.values() if now - seen <= limit)  # read by the metrics thread
-
-
-def _drain(sock: socket.socket) -> None:
-    """One read of what a burst of wake-ups left (4 KiB of them; a rarer overflow wakes the poll again)."""
-    try:
-        sock.recv(4096)
-    except (BlockingIOError, OSError):
-        pass
 
 
 def _prepare_socket_dir(path: str) -> None:
