@@ -37,7 +37,7 @@ import zmq
 from benchmarks import machine
 from benchmarks.timing import pct_ms
 from modelhost.client.protocol import wire
-from modelhost.host.launch import ROOT, HostProcess, short_tmp
+from tests.support.launch import ROOT, HostProcess, short_tmp
 
 LAYOUTS = ("separate", "shared", "inline")
 MODELS = {"fast": 'width = 32', "other": 'width = 48'}  # soak's LOAD_MODELS
