@@ -410,8 +410,6 @@ def _stream_to_wav(c: Any, args: argparse.Namespace, audio: Any, sample_rate: in
     """Write each chunk to ``-o`` as it arrives; the file ends holding the final result exactly."""
     from modelhost.client.wavfile import WavWriter, write_wav
 
-    if args.stream_interval is not None and not args.stream_interval > 0:
-        raise ValueError(f"--stream-interval must be a number of seconds > 0, got {args.stream_interval}")
     job = c.stream(args.model, args.prompt, audio=audio, sample_rate=sample_rate, params=params, progress=bar,
                    timeout_s=args.timeout, interval_s=args.stream_interval)
     writer: WavWriter | None = None
