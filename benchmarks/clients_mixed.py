@@ -58,7 +58,8 @@ class Tree:
 
 def tree(name: str, path: Path) -> Tree:
     path = path.resolve()
-    wire_src = (path / "client" / "wire.py").read_text()
+    wire_py = next(p for p in (path / "client" / "protocol" / "wire.py", path / "client" / "wire.py") if p.exists())
+    wire_src = wire_py.read_text()
     version = int(re.search(r"^PROTOCOL_VERSION = (\d+)", wire_src, re.M).group(1))
     namespaced = "modelhost" in (path / "pyproject.toml").read_text().split("[tool.setuptools", 1)[-1]
     venv = path / ".venv" / "bin" / "python"
