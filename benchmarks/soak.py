@@ -264,7 +264,8 @@ def load(clients: int, requests: int) -> dict[str, Any]:
 # ---- runner kills ----
 
 def runner_kills(kills: int, clients: int, requests: int) -> dict[str, Any]:
-    """The load clients while a killer sends SIGKILL to a random runner process every 1-3 s, ``kills`` times."""
+    """The load clients while a killer sends SIGKILL to a random runner process every 1-3 s, ``kills`` times: the
+    clients run their requests in waves until the killer is done (a wave can end before the first kill)."""
     h = start_host(HOST.format(drain=10) + "    runner_crash_limit = 1000\n" + LOAD_MODELS)  # crashes here are the test
     done = threading.Event()
     killed: list[str] = []
@@ -289,7 +290,9 @@ def runner_kills(kills: int, clients: int, requests: int) -> dict[str, Any]:
         thread = threading.Thread(target=killer, daemon=True)
         start = time.monotonic()
         thread.start()
-        outs = _clients(h.address, clients, requests, lost_ok=True)
+        outs: list[dict[str, Any]] = []
+        while not outs or (len(killed) < kills and thread.is_alive() and time.monotonic() - start < 600):
+            outs += _clients(h.address, clients, requests, lost_ok=True)
         seconds = time.monotonic() - start
         done.set()
         thread.join(10)
