@@ -227,15 +227,20 @@ class GradioEcho:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         script = str(Path(__file__).with_name("gradio_echo.py"))
-        proc = subprocess.Popen([str(GRADIO_PYTHON), script, "serve", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        errors = tempfile.TemporaryFile()
+        proc = subprocess.Popen([str(GRADIO_PYTHON), script, "serve", str(port)], stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
+                    errors.close()
                     return cls(proc, port)
             time.sleep(0.3)
         proc.kill()
-        return None
+        proc.wait()
+        errors.seek(0)
+        tail = errors.read().decode(errors="replace")[-2000:]
+        raise RuntimeError(f"the Gradio reference server did not start (exit {proc.returncode}):\n{tail}")
 
     def call(self, audio: np.ndarray | None, reps: int) -> list[int]:
         from modelhost.client.wavfile import write_wav

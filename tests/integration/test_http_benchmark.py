@@ -1,4 +1,4 @@
-"""A smoke run of benchmarks/http.py (small payloads, few repetitions) so it cannot rot; figures in benchmarks/README.md."""
+"""A smoke run of benchmarks/http_api.py (small payloads, few repetitions) so it cannot rot; figures in benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.support.launch import ROOT
 
 def test_http_benchmark_smoke(tmp_path):
     out = tmp_path / "http.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.http", "--reps", "4", "--payloads", "small,10s", "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.http_api", "--reps", "4", "--payloads", "small,10s", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert any(line.startswith("machine: ") for line in done.stdout.splitlines())

@@ -11,7 +11,7 @@ ZeroMQ client threads (one connection each). Also the HTTP process's memory.
 Each path is reported at its median and its 10th percentile: on a shared machine the median carries the
 other work's noise, the low percentile shows what the path itself costs.
 
-Usage: python -m benchmarks.http [--reps N] [--payloads small,10s,5min] [--json OUT]
+Usage: python -m benchmarks.http_api [--reps N] [--payloads small,10s,5min] [--json OUT]
 (N rounds for the small call; 10 s and 5 min get fewer: N/10 and N/50, at least 2 and 1)
 """
 
