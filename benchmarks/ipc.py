@@ -16,10 +16,12 @@ The model is a minimal synth (width 8), so the figures are dominated by moving t
 ``small_call``: the empty call again, in interleaved rounds, the way a blocking call alone on a
 client goes now (sent and received on the caller's thread) and through the client's I/O thread
 ($MODELHOST_DIRECT_CALLS=0), against both raw floors; with the host's CPU time per call.
-Usage: python -m benchmarks.ipc [--reps N] [--json OUT]
+Usage: python -m benchmarks.ipc [--reps N] [--payloads empty,1s_16k_mono,...] [--json OUT]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import contextlib
 import json
@@ -259,7 +261,7 @@ class GradioEcho:
         self.proc.wait(10)
 
 
-def run(reps: int) -> dict:
+def run(reps: int, payloads: list[str] | None = None) -> dict:
     from modelhost.client import Client
     from modelhost.host.backends import GenerateRequest, RunContext, create_backend
     from modelhost.host.backends import ModelSpec
@@ -276,6 +278,8 @@ def run(reps: int) -> dict:
             shm_client.load("bench")
             shm_client.health()
             for name, shape in PAYLOADS.items():
+                if payloads is not None and name not in payloads:
+                    continue
                 audio = _audio(shape) if shape != "result" else None
                 big = audio is not None and audio.shape[1] >= 10**6
                 n = max(3, reps // 10) if big else reps
@@ -327,8 +331,15 @@ def run(reps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = machine.parse_args(__doc__, argv, default_reps=50)
-    report = run(args.reps)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--payloads", default=",".join(PAYLOADS), help=f"some of {','.join(PAYLOADS)}")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    payloads = [p for p in args.payloads.split(",") if p]
+    if not payloads or not set(payloads) <= set(PAYLOADS):
+        parser.error(f"--payloads: choose from {', '.join(PAYLOADS)}")
+    report = run(args.reps, payloads)
     print(machine.line())
     print(f"{'payload':<16} {'MB in/out':>10} {'in-proc':>8} {'shm p50':>8} {'frames':>8} {'raw zmq':>8} {'raw 2p':>7} {'memcpy':>7} "
           f"{'gradio':>8} {'ovh shm':>8} {'ovh frm':>8} {'frm/shm':>7} {'grd/shm':>7} {'faults shm c/h':>15} {'frames c/h':>12}  (ms)")

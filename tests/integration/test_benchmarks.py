@@ -73,18 +73,18 @@ def test_clients_benchmark_smoke(tmp_path) -> None:
 
 
 def test_ipc_benchmark_smoke(tmp_path) -> None:
-    report = _run("ipc", "--reps", "3", tmp_path=tmp_path)
-    assert set(report["payloads"]) == {"empty", "1s_16k_mono", "10s_result", "30s_44k_stereo", "5min_44k_stereo"}
-    big = report["payloads"]["5min_44k_stereo"]
-    assert big["bytes_in"] == big["bytes_out"] == 300 * 44100 * 2 * 4
+    report = _run("ipc", "--reps", "3", "--payloads", "empty,1s_16k_mono,10s_result,30s_44k_stereo", tmp_path=tmp_path)
+    assert set(report["payloads"]) == {"empty", "1s_16k_mono", "10s_result", "30s_44k_stereo"}  # 5 min: the full run's
+    big = report["payloads"]["30s_44k_stereo"]
+    assert big["bytes_in"] == big["bytes_out"] == 30 * 44100 * 2 * 4
     assert report["payloads"]["10s_result"]["bytes_out"] == 10 * 32000 * 2 * 4
     assert report["payloads"]["10s_result"]["raw_zmq_one_way_p50_ms"] > 0
     for name, row in report["payloads"].items():
         assert row["shm_p50_ms"] > 0 and row["frames_p50_ms"] > 0 and row["raw_zmq_p50_ms"] > 0
         assert row["raw_zmq_2proc_p50_ms"] > 0
         assert name == "empty" or row["memcpy_p50_ms"] > 0
-        assert report["gradio_skipped"] or name == "10s_result" or row["gradio_p50_ms"] > 0
-    assert big["shm_faults_client"] < big["frames_faults_client"]  # shared memory's segments are pre-faulted and reused
+        assert name == "10s_result" or row["gradio_p50_ms"] > 0  # ./setup.sh --test installs the Gradio reference
+    assert big["shm_faults_client"] < 100  # of 2,600 pages: shared memory's segments are pre-faulted and reused (vs frames: the 5-min run)
     small = report["small_call"]
     assert small["direct_p50_ms"] > 0 and small["io_thread_p50_ms"] > 0 and small["raw_zmq_2proc_p50_ms"] > 0
     assert set(small["host_cpu_us_per_call"]) == {"direct", "io_thread"}
