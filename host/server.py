@@ -5,7 +5,7 @@ each request, answers ``ping``, ``ps`` and ``health`` itself from the core's pub
 and posts the rest to the core (``host.core``). The core and the workers hand replies to ``send`` (any thread): it encodes in the caller's thread, queues the frames and wakes
 the I/O thread through a socketpair. Every incoming frame counts as a heartbeat from its client;
 a client with work in the host that stays silent for ``client_liveness_s`` is dropped and its jobs
-are cancelled. Bad input of any kind gets an error reply; nothing a client sends stops this loop.
+are cancelled (at once, on the next tick, for a client on this machine whose process is seen gone). Bad input of any kind gets an error reply; nothing a client sends stops this loop.
 
 Socket files: the default folder is created 0700, the socket file is created 0600 (umask), a
 stale file left by a killed host is removed, and a live host at the same path is never replaced.
@@ -356,12 +356,17 @@ class Server:
         if now < self._next_tick:
             return
         self._next_tick = now + self.config.heartbeat_s / 2
-        for peer in [p for p, state in self._attached.items() if not shm.alive(state.pid)]:
+        dead = [p for p, state in self._attached.items() if not shm.alive(state.pid)]
+        for peer in dead:
             self._detach(peer)  # its process is gone (kill -9 included): what it was lent is ours again
         for peer in [p for p, pid in self._closed_peers.items() if not shm.alive(pid)]:
             del self._closed_peers[peer]
             self.pool.peer_gone(peer)
         busy = self.core.busy_peers
+        for peer in dead:
+            if peer in busy:  # a client on this machine whose process ended: its work stops now, not after the window
+                self._last_seen.pop(peer, None)
+                self.core.peer_gone(peer)
         limit = self.config.client_liveness_s
         for peer in busy:
             if now - self._last_seen.get(peer, now) > limit:

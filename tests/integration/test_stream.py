@@ -185,12 +185,13 @@ def test_a_client_killed_mid_stream_stops_the_generation_and_the_model_keeps_ser
             client.kill()  # SIGKILL: no cancel, no goodbye; only its heartbeats stop
             client.wait()
         killed = time.monotonic()
-        with Client(h.address) as c:
-            assert c.health()["jobs"]["running"] == 1  # still generating: 18 s of audio takes far longer here
+        with Client(h.address) as c:  # 18 s of audio in 0.5 s chunks takes minutes here: it was still generating
             jobs = _idle(c, timeout_s=30)
             stopped_after_s = time.monotonic() - killed
             assert jobs == {"queued": 0, "running": 0}
-            assert stopped_after_s < liveness_s + 3.0  # the liveness window, plus slack for a loaded 2-core machine
+            # its process is seen gone on the next tick, no wait for the liveness window: well under a second on an
+            # idle machine; the bound leaves room for stopping a generation on a loaded 2-core machine
+            assert stopped_after_s < liveness_s + 3.0
             deadline = time.monotonic() + 10
             while _generate_outcomes(port).get("cancelled") != 1 and time.monotonic() < deadline:
                 time.sleep(0.1)
