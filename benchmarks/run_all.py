@@ -28,6 +28,7 @@ SUITE = {
     "stream": (["--size", "real", "--reps", "3"], ["--size", "tiny", "--reps", "1", "--durations", "3,6"]),
     "batching": (["--size", "tiny", "--reps", "5"], ["--size", "tiny", "--reps", "1", "--concurrency", "1,4"]),
     "runners": (["--reps", "400"], ["--reps", "20", "--results", "1,10", "--stream", "2"]),
+    "clients_mixed": (["--requests", "300", "--rounds", "2"], ["--quick"]),
     "http_api": (["--reps", "150"], ["--reps", "4", "--payloads", "small,10s"]),
 }
 
