@@ -23,13 +23,13 @@ import json
 import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from benchmarks import machine
+from benchmarks.timing import together
 from modelhost.client import Client
 from tests.support.launch import start_host
 
@@ -105,21 +105,12 @@ def zmq_rps(address: str, total: int) -> float:
     try:
         for c in clients:
             c.generate("synth", "warm", params={"duration_s": PAYLOADS["small"]})
-        barrier = threading.Barrier(CONCURRENCY + 1)
 
         def run(c: Client) -> None:
-            barrier.wait()
             for _ in range(per_client):
                 c.generate("synth", "bench", params={"duration_s": PAYLOADS["small"]})
 
-        threads = [threading.Thread(target=run, args=(c,)) for c in clients]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
-        return per_client * CONCURRENCY / (time.perf_counter() - start)
+        return per_client * CONCURRENCY / together([lambda c=c: run(c) for c in clients])
     finally:
         for c in clients:
             c.close()
