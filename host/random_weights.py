@@ -22,7 +22,7 @@ Runs in whatever thread calls it; imports the heavy libraries on call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -80,14 +80,25 @@ def write_audiocraft(folder: str | Path, kind: str = "musicgen", *, seed: int = 
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
+    lm_cfg, compression_cfg = audiocraft_configs(kind, **sizes)
+    return _write_audiocraft_folder(folder, lm_cfg, compression_cfg, seed,
+                                    lambda compression: builders.get_lm_model(OmegaConf.create(lm_cfg)))
+
+
+def _write_audiocraft_folder(folder: str | Path, lm_cfg: dict, compression_cfg: dict, seed: int,
+                             build_lm: Callable[[Any], Any]) -> Path:
+    """Build the compression model (codebooks initialised) and then the LM (``build_lm(compression)``) from
+    ``seed``, and write both as audiocraft's checkpoint files: the one path of every audiocraft family."""
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lm_cfg, compression_cfg = audiocraft_configs(kind, **sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         compression = builders.get_compression_model(OmegaConf.create(compression_cfg))
         compression.quantizer(torch.randn(8, 32, 64), 25)  # initialise the codebooks (k-means init), as training would
-        lm = builders.get_lm_model(OmegaConf.create(lm_cfg))
+        lm = build_lm(compression)
     torch.save({"xp.cfg": compression_cfg, "best_state": compression.state_dict()}, folder / "compression_state_dict.bin")
     torch.save({"xp.cfg": lm_cfg, "best_state": lm.state_dict()}, folder / "state_dict.bin")
     return folder
@@ -119,21 +130,16 @@ def write_magnet(folder: str | Path, kind: str = "magnet", *, seed: int = 0, **s
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     lm_cfg, compression_cfg = magnet_configs(kind, **sizes)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        compression = builders.get_compression_model(OmegaConf.create(compression_cfg))
-        compression.quantizer(torch.randn(8, 32, 64), 25)  # initialise the codebooks (k-means init), as training would
+
+    def build_lm(compression: Any) -> Any:
         build_cfg = OmegaConf.create(lm_cfg)  # what load_lm_model_magnet hands the builder
         build_cfg.transformer_lm.compression_model_framerate = int(compression.frame_rate)
         build_cfg.transformer_lm.segment_duration = build_cfg.dataset.segment_duration
         build_cfg.transformer_lm.span_len = build_cfg.masking.span_len
-        lm = builders.get_lm_model(build_cfg)
-    torch.save({"xp.cfg": compression_cfg, "best_state": compression.state_dict()}, folder / "compression_state_dict.bin")
-    torch.save({"xp.cfg": lm_cfg, "best_state": lm.state_dict()}, folder / "state_dict.bin")
-    return folder
+        return builders.get_lm_model(build_cfg)
+
+    return _write_audiocraft_folder(folder, lm_cfg, compression_cfg, seed, build_lm)
 
 
 def write_hubert(path: str | Path, *, layers: int = 2, ffn_dim: int = 256, conv_dim: int = 64, heads: int = 4,
