@@ -53,6 +53,7 @@ class Chunk:
     sample_rate: int
     offset: int
     seq: int
+    item: Any = None  # a WebUI generator's item (``client.webui_call``'s encoding); ``audio`` is then empty
 
     @property
     def end_s(self) -> float:
@@ -60,7 +61,8 @@ class Chunk:
 
 
 def chunk_of(body: Mapping[str, Any]) -> Chunk:
-    return Chunk(audio=body["audio"], sample_rate=body["sample_rate"], offset=body["offset"], seq=body["seq"])
+    return Chunk(audio=body["audio"], sample_rate=body["sample_rate"], offset=body["offset"], seq=body["seq"],
+                 item=body.get("item"))
 
 
 def generate_body(

@@ -55,14 +55,17 @@ _BOOTSTRAP = ("import sys\nif sys.argv[1]: sys.path.insert(0, sys.argv[1])\n"
 
 
 def package_dir(folder: str) -> str:
-    """``folder``, made to hold ``modelhost/{client,host}`` links to this host's code: what makes the runner module
-    importable under another Python (one without modelhost installed, or with an older one)."""
+    """``folder``, made to hold ``modelhost/{client,host}`` and ``webui_adapter`` links to this host's code: what makes
+    the runner module importable under another Python (one without modelhost installed, or with an older one; the
+    WebUI's names in ``webui_adapter.webui_facts`` are the host's too)."""
     import modelhost.client
     import modelhost.host
+    import webui_adapter
 
     os.makedirs(os.path.join(folder, "modelhost"), mode=0o700, exist_ok=True)
-    for name, module in (("client", modelhost.client), ("host", modelhost.host)):
-        link = os.path.join(folder, "modelhost", name)
+    for name, module in (("modelhost/client", modelhost.client), ("modelhost/host", modelhost.host),
+                         ("webui_adapter", webui_adapter)):
+        link = os.path.join(folder, name)
         if not os.path.lexists(link):
             os.symlink(os.path.dirname(os.path.abspath(module.__file__)), link)
     return folder
@@ -338,9 +341,9 @@ class Runners:
             except OSError:
                 pass
         if self._pkg_dir:
-            for name in ("client", "host"):
+            for name in ("modelhost/client", "modelhost/host", "webui_adapter"):
                 try:
-                    os.unlink(os.path.join(self._pkg_dir, "modelhost", name))
+                    os.unlink(os.path.join(self._pkg_dir, name))
                 except OSError:
                     pass
             for path in (os.path.join(self._pkg_dir, "modelhost"), self._pkg_dir):

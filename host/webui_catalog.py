@@ -15,7 +15,10 @@
 * every RVC voice ``*.pth`` under ``data/models/rvc/checkpoints`` at any depth (the WebUI lists one
   folder deep), named by its path relative to that folder without ``.pth`` (``bob/bob``, ``alice``);
   HuBERT from the HF cache (``hf://lj1995/VoiceConversionWebUI/hubert_base.pt``), RMVPE from
-  ``$rmvpe_root/rmvpe.pt`` when present, and requests may pick any index under the checkpoints folder.
+  ``$rmvpe_root/rmvpe.pt`` when present, and requests may pick any index under the checkpoints folder;
+* one ``webui_call`` model per Python environment of the WebUI (``webui:main`` for ``installer_files/env``,
+  ``webui:<package>`` for ``.venvs/<package>``): the WebUI's own generation functions of the tabs the host has
+  no backend for, run in a WebUI runner under that environment's Python (``host.backends.webui_call``).
 
 The WebUI's ``.env`` and ``.env.user`` (in its root) may move the HF cache (``HF_HUB_CACHE``,
 ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``) and ``rmvpe_root``; relative paths there are relative to the
@@ -41,12 +44,15 @@ from modelhost.host.backends import ModelSpec
 
 from webui_adapter.webui_facts import (  # the WebUI's names, written once for the host and the adapter
     AUDIOGEN_HUB_ID,
+    CALL_MODEL_PREFIX,
     HUBERT_REF,
     MAGNET_DIR,
     MAGNET_IDS as MAGNET_HUB_IDS,
     MUSICGEN_DIR,
     MUSICGEN_IDS as HUB_IDS,
     RVC_CHECKPOINTS_DIR as CHECKPOINTS_DIR,
+    env_python,
+    environments,
 )
 DEFAULT_RMVPE_ROOT = "data/models/rvc/rmvpe"
 DEFAULT_KEYS = {"device", "keep_alive_s", "reserve_bytes", "pin"}
@@ -88,6 +94,8 @@ class WebuiCatalog:
         specs.update((path, self._spec(path, "magnet", {"checkpoint": path})) for path in self._folders(self.magnet_dir))
         for name, pth in self._voices():
             specs.setdefault(name, self._voice_spec(name, pth))  # a voice never shadows a hub id of the picker
+        for label, env in environments(self.root).items():
+            specs[CALL_MODEL_PREFIX + label] = self._call_spec(label, env)
         return specs
 
     def resolve(self, name: str) -> ModelSpec:
@@ -97,6 +105,13 @@ class WebuiCatalog:
         anything else the WebUI does not offer is unknown (the message lists what is served)."""
         if name in HUB_IDS or name in MAGNET_HUB_IDS:
             return self._hub_spec(name)
+        if name.startswith(CALL_MODEL_PREFIX):
+            env = environments(self.root).get(name[len(CALL_MODEL_PREFIX):])
+            if env is None:
+                raise UnknownModelError(f"the WebUI at {self.root} has no Python environment {name[len(CALL_MODEL_PREFIX):]!r} "
+                                        f"(its environments: {', '.join(environments(self.root)) or 'none'}): a WebUI runner "
+                                        "runs only under one of the WebUI's own environments")
+            return self._call_spec(name[len(CALL_MODEL_PREFIX):], env)
         specs = self.scan()
         if name in specs:
             return specs[name]
@@ -129,6 +144,12 @@ class WebuiCatalog:
         if os.path.isfile(self.rmvpe):
             options["rmvpe"] = self.rmvpe
         return self._spec(name, "rvc", options)
+
+    def _call_spec(self, label: str, env: Path) -> ModelSpec:
+        """The WebUI runner of one environment: its generation functions, run under its own Python (one runner per
+        environment, named after it), in the WebUI's folder."""
+        spec = self._spec(CALL_MODEL_PREFIX + label, "webui_call", {"root": self.root, "environment": label})
+        return replace(spec, python=str(env_python(env)), runner=f"webui-{label}")
 
     # ---- the disk ----
 

@@ -135,9 +135,11 @@ class Worker:
 
         seq = [0]
 
-        def chunk(audio: Any, sample_rate: int, offset: int) -> None:  # a streaming request's audio so far
-            self._events(task.peer, "chunk", task.request_id,
-                         {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]})
+        def chunk(audio: Any, sample_rate: int, offset: int, item: Any = None) -> None:  # a streaming request's audio so far
+            body = {"audio": audio, "sample_rate": int(sample_rate), "offset": int(offset), "seq": seq[0]}
+            if item is not None:  # a generator's item (RunContext.item)
+                body["item"] = item
+            self._events(task.peer, "chunk", task.request_id, body)
             seq[0] += 1
 
         body = task.body

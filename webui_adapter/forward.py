@@ -25,7 +25,7 @@ from typing import Any, Callable, Generator, Iterator, Mapping
 
 import numpy as np
 
-from modelhost.client import Client, GenerateResult, HostUnavailableError, RequestError, UnknownModelError
+from modelhost.client import Client, GenerateResult, HostUnavailableError, RequestError, UnknownModelError, webui_call
 from modelhost.client.protocol.address import default_address
 from webui_adapter import convert, routing
 from webui_adapter.webui_facts import AUDIOGEN_HUB_ID, MODEL_MAP_ENV
@@ -207,6 +207,61 @@ class Forwarder:
                 return local()
             raise
 
+    # ---- the WebUI's other calls, in its WebUI runners (runner_calls, host.backends.webui_call) ----
+
+    def call_webui(self, model: str, key: str, kind: Any, kw: Mapping[str, Any]) -> Any:
+        """Run the WebUI function ``key`` with keyword arguments ``kw`` in the WebUI runner ``model``; what it returns.
+        NotServedError where the host has no such runner (a host without ``--webui``), HostDownError, ForwardError."""
+        try:
+            result = self.client.generate(model, None, params=_call_params(key, kind, kw))
+        except _HOST_ERRORS as exc:
+            raise self._runner_error(exc, model) from None
+        return webui_call.decode(result.info.get("value"))
+
+    def stream_webui(self, model: str, key: str, kind: Any, kw: Mapping[str, Any]) -> Iterator[Any]:
+        """``call_webui`` for a generator function: its items as the runner yields them. Closing this generator (the
+        WebUI's event was cancelled) cancels the call, and the runner closes the WebUI's generator."""
+        try:
+            job = self.client.stream(model, None, params=_call_params(key, kind, kw))
+        except _HOST_ERRORS as exc:
+            raise self._runner_error(exc, model) from None
+        try:
+            for chunk in job:
+                yield webui_call.decode(chunk.item)
+            job.result()
+        except _HOST_ERRORS as exc:
+            raise self._runner_error(exc, model) from None
+        finally:
+            job.close()
+
+    def unload_webui(self, model: str, namespace: str | None) -> None:
+        """The WebUI's Unload for ``namespace`` (None: all) in the WebUI runner ``model``, if it runs; a runner left
+        holding no model ends (its process's exit frees everything)."""
+        try:
+            row = next((m for m in self.client.ps(timeout_s=10) if m.get("name") == model), None)
+            if row is None or row.get("state") not in ("ready", "loading"):  # no runner to tell
+                return
+            name = "unload_model" if namespace is not None else "unload_all_models"
+            kwargs = {"model_namespace": namespace, "silent": True} if namespace is not None else {}
+            result = self.client.generate(model, None, params={webui_call.CALL: f"{MODEL_STATE_KEY}:{name}",
+                                                                webui_call.KWARGS: kwargs})
+            if not result.info.get("holds"):
+                self.client.unload(model)
+        except _HOST_ERRORS as exc:
+            print(f"modelhost: the WebUI runner {model} was not told to unload: {self._runner_error(exc, model)}",
+                  file=sys.stderr, flush=True)
+
+    def _runner_error(self, exc: Exception, model: str) -> Exception:
+        if isinstance(exc, HostUnavailableError):
+            return self._host_down(exc)
+        if isinstance(exc, UnknownModelError):
+            return NotServedError(f"modelhost: the host runs no WebUI runner {model!r} ({exc.message})")
+        assert isinstance(exc, RequestError)
+        if exc.code == "runner_lost":
+            return ForwardError(f"modelhost: the WebUI runner {model!r} ended during this call ({exc.message}); "
+                                "the next call starts it again")
+        return ForwardError(f"modelhost ({model}): {exc.message}")
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -251,6 +306,15 @@ class ForwardStream:
 
 
 _HOST_ERRORS = (HostUnavailableError, routing.NotServedError, convert.InputError, routing.NoChoiceError, RequestError)
+MODEL_STATE_KEY = "tts_webui.utils.manage_model_state"  # the WebUI's Unload functions, taken by the runner by key
+
+
+def _call_params(key: str, kind: Any, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """A WebUI call's generate params (``client.webui_call``); ValueError names a value that cannot travel."""
+    params: dict[str, Any] = {webui_call.CALL: key, webui_call.KWARGS: webui_call.encode_kwargs(dict(kw))}
+    if isinstance(kind, str):
+        params[webui_call.TYPE] = kind
+    return params
 
 
 def _forwarded(kind: str, route: routing.Route, call: convert.HostCall, result: GenerateResult) -> Forwarded:

@@ -28,8 +28,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from webui_adapter import convert, progress
-from webui_adapter.forward import ForwardError, Forwarder, HostDownError, as_ui_error
+from modelhost.client import webui_call
+from webui_adapter import convert, progress, runner_calls
+from webui_adapter.forward import ForwardError, Forwarder, HostDownError, NotServedError, as_ui_error
+from webui_adapter.webui_facts import CALL_MODEL_PREFIX
 
 SNIPPET = Path(__file__).with_name("extensions.external.json")  # the entry a WebUI's extensions.external.json needs
 _FORWARDER: Forwarder | None = None
@@ -43,13 +45,15 @@ def extension__tts_generation_webui() -> dict[str, str]:
 
 
 def decorator_modelhost(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Forward MusicGen/AudioGen (``_type="musicgen"``), MAGNeT (``"magnet"``) and RVC (``"rvc"``) calls to the host."""
+    """Forward MusicGen/AudioGen (``_type="musicgen"``), MAGNeT (``"magnet"``) and RVC (``"rvc"``) calls to the host's
+    own backends, and every other decorated call to this environment's WebUI runner (``runner_calls``)."""
+    _hook_unloads()
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         kind = kwargs.get("_type")
         if kind not in convert.ARG_ORDER:
-            return fn(*args, **kwargs)
+            return _in_runner(fn, args, kwargs)
         kw = convert.call_kwargs(kind, args, kwargs)
         try:
             return forwarder().call_or_fallback(kind, kw, local=lambda: fn(*args, **kwargs),
@@ -61,6 +65,78 @@ def decorator_modelhost(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise shown from exc
 
     return wrapper
+
+
+def decorator_modelhost_generator(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Generator calls (Bark, Tortoise, Chatterbox's streaming, ...) in this environment's WebUI runner: its items
+    as the runner yields them; closing this generator (a cancelled event) stops the call there."""
+    _hook_unloads()
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        route = _route(fn, args, kwargs)
+        if route is None:
+            yield from fn(*args, **kwargs)
+            return
+        model, key, kw = route
+        try:
+            yield from forwarder().stream_webui(model, key, kwargs.get("_type"), kw)
+        except NotServedError as exc:
+            runner_calls.tell_once(key, kwargs.get("_type"), str(exc))
+            yield from fn(*args, **kwargs)
+        except HostDownError as exc:
+            if not forwarder().settings.fallback_local:
+                raise as_ui_error(exc) from exc
+            yield from fn(*args, **kwargs)
+        except ForwardError as exc:
+            raise as_ui_error(exc) from exc
+
+    return wrapper
+
+
+def _route(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """(host model, key, keyword arguments) of a call for a WebUI runner, or None: it runs here (said once, why)."""
+    kind = kwargs.get("_type")
+    plan = runner_calls.plan(fn, kind)
+    if plan.model is None:
+        runner_calls.tell_once(plan.key, kind, plan.reason or "")
+        return None
+    try:
+        kw = runner_calls.call_kwargs(fn, args, kwargs)
+        webui_call.encode_kwargs(kw)  # refused here, before the host is asked, when a value cannot travel
+    except ValueError as exc:
+        runner_calls.tell_once(plan.key, kind, str(exc))
+        return None
+    _hook_unloads()  # modules imported since the decorators ran (an Unload button's module)
+    return plan.model, plan.key, kw
+
+
+def _in_runner(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    route = _route(fn, args, kwargs)
+    if route is None:
+        return fn(*args, **kwargs)
+    model, key, kw = route
+    try:
+        return forwarder().call_webui(model, key, kwargs.get("_type"), kw)
+    except NotServedError as exc:  # a host without --webui: the call runs here, as before
+        runner_calls.tell_once(key, kwargs.get("_type"), str(exc))
+        return fn(*args, **kwargs)
+    except HostDownError as exc:
+        if not forwarder().settings.fallback_local:
+            raise as_ui_error(exc) from exc
+        return fn(*args, **kwargs)
+    except ForwardError as exc:
+        raise as_ui_error(exc) from exc
+
+
+def _hook_unloads() -> None:
+    """The WebUI's Unload buttons reach this environment's WebUI runner too."""
+    def unload(namespace: str | None) -> None:
+        label = runner_calls.environment()
+        if label is not None:
+            forwarder().unload_webui(CALL_MODEL_PREFIX + label, namespace)
+
+    runner_calls.hook_unloads(unload)
 
 
 def forwarder() -> Forwarder:

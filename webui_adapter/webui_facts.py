@@ -33,9 +33,41 @@ HUBERT_REF = "hf://lj1995/VoiceConversionWebUI/hubert_base.pt"  # where the WebU
 MUSICGEN_DIR = ("data", "models", "musicgen_audiogen")
 MAGNET_DIR = ("data", "models", "magnet")
 RVC_CHECKPOINTS_DIR = ("data", "models", "rvc", "checkpoints")  # voices (.pth) and indexes (.index), one folder deep
+# The WebUI's Python environments: its main one and one per proxied extension (``.venvs/<package_name>``,
+# setup_proxy_extension.py); each runs decorated calls the host serves as the model ``webui:<label>``.
+MAIN_ENV_DIR = ("installer_files", "env")
+PROXY_ENVS_DIR = (".venvs",)
+MAIN_ENV_LABEL = "main"
+CALL_MODEL_PREFIX = "webui:"  # + label: the host model that runs an environment's calls in a WebUI runner
 MODEL_MAP_ENV = "MODELHOST_WEBUI_MODELS"  # WEBUI_NAME=HOST_MODEL,... where a hand-written catalog names a model otherwise
 
 
 def under(root: str | Path, parts: tuple[str, ...]) -> Path:
     """A WebUI folder (``MUSICGEN_DIR``, ...) under ``root``, absolute, as the WebUI's own paths are."""
     return Path(root).absolute().joinpath(*parts)
+
+
+def env_python(env_dir: str | Path) -> Path | None:
+    """The environment's python as the WebUI spells it (bin/python; on Windows python.exe or Scripts/python.exe), or
+    None. Not resolved: a venv's python links to its base interpreter."""
+    env = Path(env_dir)
+    return next((c for c in (env / "bin" / "python", env / "python.exe", env / "Scripts" / "python.exe") if c.is_file()),
+                None)
+
+
+def environments(root: str | Path) -> dict[str, Path]:
+    """label -> environment folder of every Python environment of the WebUI at ``root``: ``main`` for its
+    ``installer_files/env``, the package name for each ``.venvs/<package>`` (only those holding a python)."""
+    found: dict[str, Path] = {}
+    main = under(root, MAIN_ENV_DIR)
+    if env_python(main) is not None:
+        found[MAIN_ENV_LABEL] = main
+    proxies = under(root, PROXY_ENVS_DIR)
+    try:
+        names = sorted(p.name for p in proxies.iterdir() if p.is_dir())
+    except OSError:
+        names = []
+    for name in names:
+        if name != MAIN_ENV_LABEL and env_python(proxies / name) is not None:
+            found[name] = proxies / name
+    return found

@@ -107,6 +107,7 @@ _OPT_STR = (str, type(None))
 _OPT_NUM = (int, float, type(None))
 _OPT_INT = (int, type(None))
 _OPT_ARRAY = (np.ndarray, type(None))
+_TREE = (dict, list, str, int, float, bool, bytes, type(None), np.ndarray)  # any value a tree may hold
 
 # kind -> {field: (allowed types, required)}. Unknown fields are rejected: the version is in every
 # message, so a field this side does not know means the peer is newer and the caller must know.
@@ -135,7 +136,8 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "pong": {},
     "progress": {"step": ((int,), True), "total": ((int,), True)},
     # a streaming generate's samples [offset, offset + n) of the result, in order (seq 0, 1, ...)
-    "chunk": {"audio": ((np.ndarray,), True), "sample_rate": ((int,), True), "offset": ((int,), True), "seq": ((int,), True)},
+    "chunk": {"audio": ((np.ndarray,), True), "sample_rate": ((int,), True), "offset": ((int,), True), "seq": ((int,), True),
+              "item": (_TREE, False)},  # a WebUI generator's item (client.webui_call's encoding); its audio is then empty
     "result": {},  # free-form: the request's kind decides what a result holds
     "error": {"code": ((str,), True), "message": ((str,), True)},
     # host <-> runner (host.runners, host.runner; the values inside are host.commands' plain forms)
@@ -157,7 +159,7 @@ BODY_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "beat": {"process_bytes": ((int,), False)},
 }
 _FREE_FORM = frozenset({"result"})
-_NESTED = frozenset({"command", "row", "report", "event"})  # runner kinds whose fields hold trees: foreign values refused
+_NESTED = frozenset({"command", "row", "report", "event", "chunk"})  # kinds whose fields hold trees: foreign values refused
 
 
 @dataclass(frozen=True)

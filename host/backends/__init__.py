@@ -31,13 +31,14 @@ BACKENDS: dict[str, str] = {
     "audiogen": "modelhost.host.backends.musicgen:AudioGenBackend",
     "magnet": "modelhost.host.backends.magnet:MagnetBackend",
     "rvc": "modelhost.host.backends.rvc:RvcBackend",
+    "webui_call": "modelhost.host.backends.webui_call:WebuiCallBackend",
 }
 
 
 # name -> the family whose models share one runner process by default (on one device): MusicGen, AudioGen and
 # MAGNeT share audiocraft's imports, RVC voices share one HuBERT. A custom backend is its own family.
 FAMILIES: dict[str, str] = {"musicgen": "audiocraft", "audiogen": "audiocraft", "magnet": "audiocraft", "rvc": "rvc",
-                            "synth": "synth"}
+                            "synth": "synth", "webui_call": "webui"}
 
 
 def runner_of(spec: ModelSpec) -> str:

@@ -105,7 +105,7 @@ class RunContext:
     """
 
     def __init__(self, emit: Callable[[int, int], None], is_cancelled: Callable[[], str | None], min_interval_s: float = 0.02,
-                 chunk: Callable[[np.ndarray, int, int], None] | None = None, stream_interval_s: float | None = None):
+                 chunk: Callable[..., None] | None = None, stream_interval_s: float | None = None):
         self._emit = emit
         self._is_cancelled = is_cancelled
         self._min_interval_s = min_interval_s
@@ -128,6 +128,13 @@ class RunContext:
         self.check()
         if self._chunk is not None and audio.shape[-1] > 0:
             self._chunk(audio, sample_rate, offset)
+
+    def item(self, value: Any) -> None:
+        """Send one item of a generator call now (a stream's chunk holding ``value``, a tree the wire carries, and no
+        audio). Raises like ``check`` once the job must stop; a no-op for a request that does not stream."""
+        self.check()
+        if self._chunk is not None:
+            self._chunk(np.zeros(0, np.float32), 0, 0, item=value)
 
     @classmethod
     def detached(cls) -> "RunContext":

@@ -1,0 +1,99 @@
+"""One TTS-WebUI process, for tests: what the WebUI does before and around a tab's call, with the WebUI's own code.
+
+Run with a WebUI environment's Python in the WebUI's folder (``tests/support/webui_runner_tree.run_webui``):
+``python webui_process.py '<calls as JSON>'``. Like ``server.py`` it puts the WebUI folder first on the path,
+loads ``.env``/``.env.user`` and applies the ``torch.load`` patch (its ``dotenv_manager.init`` and
+``torch_load_patch``); importing an extension's module runs the WebUI's decorator-extension loader, which
+reads ``extensions.external.json`` and applies the modelhost decorator; each call goes through the WebUI's
+``dictionarize`` with Gradio components, as a tab's button does (keyword arguments, ``outputs``). Calls:
+
+* ``{"call": "mms", "kwargs": {...}}``: the MMS tab's ``generate_audio_with_mms``;
+* ``{"call": "tone", "kwargs": {...}}``: the test extension's generator, each item printed as it arrives;
+* ``{"call": "unload", "namespace": "mms", "tab": MODULE}``: the tab's Unload button (``unload_model_button``'s
+  call), after importing the tab's module as the WebUI does at start.
+
+Prints ``WEBUI-REPORT {json}``: each call's audio (rate, samples) or error, and what this process loaded itself.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.getcwd())  # as `python server.py` in the WebUI folder has it
+
+import tts_webui.dotenv_manager.init as dotenv_init  # noqa: E402
+from tts_webui.utils.torch_load_patch import apply_torch_load_patch  # noqa: E402
+
+dotenv_init.init()
+apply_torch_load_patch()
+
+import gradio as gr  # noqa: E402
+from tts_webui.decorators.gradio_dict_decorator import dictionarize  # noqa: E402
+
+
+def mms(kwargs):
+    from tts_webui_extension.mms.main import generate_audio_with_mms
+
+    inputs = {gr.Textbox(): "text", gr.Dropdown(choices=["eng"], value="eng"): "language",
+              gr.Slider(0.1, 10): "speaking_rate", gr.Slider(-2.5, 2.5): "noise_scale",
+              gr.Slider(-1, 2): "noise_scale_duration", gr.Textbox(): "seed"}
+    audio = gr.Audio()
+    call = dictionarize(fn=generate_audio_with_mms, inputs=inputs,
+                        outputs={"audio_out": audio, "metadata": gr.JSON(), "folder_root": gr.Textbox()})
+    values = [kwargs.get(name, default) for name, default in
+              (("text", "hello"), ("language", "eng"), ("speaking_rate", 1.0), ("noise_scale", 0.667),
+               ("noise_scale_duration", 0.8), ("seed", "7"))]
+    rate, samples = call["fn"](*values)[audio]
+    return {"rate": int(rate), "samples": [float(x) for x in samples]}
+
+
+def tone(kwargs):
+    from tts_webui_extension.modelhost_tone.main import tone_stream
+
+    inputs = {gr.Textbox(): "text", gr.Textbox(): "model_name", gr.Number(): "pieces", gr.Number(): "delay_s",
+              gr.Textbox(): "seed"}
+    audio = gr.Audio()
+    call = dictionarize(fn=tone_stream, inputs=inputs, outputs={"audio_out": audio})
+    start = time.monotonic()
+    items = []
+    values = [kwargs.get(name, default) for name, default in
+              (("text", "hi"), ("model_name", "tone-small"), ("pieces", 3), ("delay_s", 0.0), ("seed", "5"))]
+    for n, out in enumerate(call["fn"](*values)):
+        rate, samples = out[audio]
+        items.append({"at_s": time.monotonic() - start, "rate": int(rate), "samples": [float(x) for x in samples]})
+        print(f"ITEM {n}", flush=True)
+    return {"items": items}
+
+
+def unload(call):
+    import importlib
+
+    import tts_webui.utils.list_dir_models as buttons
+
+    importlib.import_module(call["tab"])  # the WebUI builds every tab at start: the decorators are applied then
+
+    buttons.unload_model(model_namespace=call["namespace"])  # what unload_model_button's click runs
+    return {}
+
+
+def main():
+    report = {"calls": []}
+    for call in json.loads(sys.argv[1]):
+        try:
+            out = {"mms": lambda: mms(call.get("kwargs", {})), "tone": lambda: tone(call.get("kwargs", {})),
+                   "unload": lambda: unload(call)}[call["call"]]()
+        except Exception as exc:
+            traceback.print_exc()
+            out = {"error": f"{type(exc).__module__}.{type(exc).__name__}: {exc}"}
+        report["calls"].append(out)
+    states = sys.modules.get("tts_webui.utils.manage_model_state")
+    report["loaded_here"] = sorted(ns for ns, s in (states.model_states.items() if states else []) if s.get_model() is not None)
+    report["model_code_here"] = sorted(m for m in ("transformers.models.vits.modeling_vits",) if m in sys.modules)
+    report["adapter"] = "webui_adapter.main" in sys.modules
+    print("WEBUI-REPORT " + json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()

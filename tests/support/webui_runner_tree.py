@@ -1,0 +1,156 @@
+"""A TTS-WebUI install with the WebUI's real code, real extensions in its real environment layout, and tiny models.
+
+For the WebUI-runner tests (``tests/integration/test_webui_runners.py``). TTS-WebUI's own code is not on the
+package index (the ``tts-webui`` release there holds metadata only), so it comes from a checkout named by
+``MODELHOST_TTS_WEBUI`` (a TTS-WebUI folder, or a git directory holding ``WEBUI_COMMIT``, exported once into
+``.venv-webui/``); without one these tests skip, saying so. ``setup.sh --test`` builds the environments
+into ``.venv-webui/``:
+
+* ``main``: the WebUI's main environment (``installer_files/env``), with TTS-WebUI's Gradio pin and
+  python-dotenv, the MMS extension (``tts-webui-extension-mms``, a core extension of the WebUI's
+  requirements) and modelhost;
+* ``proxy``: a proxied extension's ``.venvs/<package>``, here ``tts_webui_extension.modelhost_tone``
+  (``tests/support/webui_extension``: a generator written as the WebUI's are).
+
+Both share the host environment's torch and transformers through a ``.pth`` (the only CPU torch on this
+machine kind is for Python 3.11); everything else is their own. ``build_runner_webui(base)`` lays out::
+
+    BASE/webui/                          the WebUI root (working directory of every WebUI process)
+      tts_webui -> <checkout>/tts_webui  the WebUI's code; extensions.json copied from the checkout
+      extensions.external.json           the modelhost decorator registered, as `modelhost webui install` does
+      installer_files/env -> .venv-webui/main
+      .venvs/tts_webui_extension.modelhost_tone -> .venv-webui/proxy
+      .env                               as the WebUI writes it, plus HF_HOME and the offline switches
+      config.json                        the WebUI's defaults (a test checks no runner rewrites it)
+    BASE/hf/hub/models--facebook--mms-tts-eng/   a random VITS (MMS) saved by transformers, in the hub's layout
+
+Runs in the calling thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.launch import ROOT
+from tests.support.webui_tree import write_dotenv, write_hub_snapshot
+
+WEBUI_COMMIT = "8c9046ba573765e1986aa3421d4f4bac50cc6972"  # rsxdalv/TTS-WebUI, 2026-05-15
+SOURCE_ENV = "MODELHOST_TTS_WEBUI"
+ENVS = ROOT / ".venv-webui"
+MAIN_PYTHON = ENVS / "main" / "bin" / "python"
+PROXY_PYTHON = ENVS / "proxy" / "bin" / "python"
+TONE_PACKAGE = "tts_webui_extension.modelhost_tone"
+MMS_HUB = "facebook/mms-tts-eng"
+MMS_VERSION = "0.1.0"  # tts-webui-extension-mms, as setup.sh installs it
+# Characters of the tiny MMS tokenizer (the real English one is these letters, digits and a few marks)
+_VOCAB = ["<pad>", " ", "'", "-", *"abcdefghijklmnopqrstuvwxyz"]
+
+
+@dataclass(frozen=True)
+class RunnerWebui:
+    root: Path
+    hf_home: Path
+    main_python: Path  # as the WebUI runs it: <root>/installer_files/env/bin/python
+    proxy_python: Path  # <root>/.venvs/<package>/bin/python
+
+
+def why_not_available() -> str | None:
+    """None when the tests can run; else what is missing and how to get it."""
+    if not (MAIN_PYTHON.exists() and PROXY_PYTHON.exists()):
+        return "no .venv-webui/{main,proxy} (the WebUI's environments): `./setup.sh --test` builds them"
+    if webui_source() is None:
+        return (f"no TTS-WebUI checkout: set {SOURCE_ENV} to a TTS-WebUI folder or git directory holding "
+                f"{WEBUI_COMMIT[:7]} (its code is not on the package index)")
+    return None
+
+
+def webui_source() -> Path | None:
+    """A TTS-WebUI folder at ``WEBUI_COMMIT``: ``$MODELHOST_TTS_WEBUI`` itself, or exported from it when it is a git
+    directory; None when not given."""
+    given = os.environ.get(SOURCE_ENV)
+    if not given:
+        return None
+    path = Path(given).expanduser()
+    if (path / "tts_webui").is_dir():
+        return path
+    out = ENVS / f"tts-webui-{WEBUI_COMMIT[:7]}"
+    if not (out / "tts_webui").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", f"--git-dir={path}", "archive", WEBUI_COMMIT, "tts_webui", "extensions.json"],
+                                 capture_output=True, check=True, timeout=120)
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True, timeout=120)
+    return out
+
+
+def build_runner_webui(base: Path) -> RunnerWebui:
+    """Lay out the WebUI described in the module docstring under ``base`` (a fresh, short folder)."""
+    source = webui_source()
+    assert source is not None, why_not_available()
+    root, hf_home = base / "webui", base / "hf"
+    root.mkdir(parents=True)
+    (root / "tts_webui").symlink_to(source / "tts_webui")
+    (root / "extensions.json").write_text((source / "extensions.json").read_text())
+    entry = json.loads((ROOT / "webui_adapter" / "extensions.external.json").read_text())["decorators"][0]
+    (root / "extensions.external.json").write_text(json.dumps({"tabs": [], "tabsInGroups": {}, "decorators": [entry]}))
+    (root / "installer_files").mkdir()
+    (root / "installer_files" / "env").symlink_to(ENVS / "main")
+    (root / ".venvs").mkdir()
+    (root / ".venvs" / TONE_PACKAGE).symlink_to(ENVS / "proxy")
+    write_dotenv(root, {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    (root / "config.json").write_text(json.dumps({"gradio_interface_options": {"server_port": 7770},
+                                                  "extensions": {"disabled": [], "disabled_decorators": []}}, indent=2))
+    for folder in ("outputs", "favorites"):
+        (root / folder).mkdir()
+    write_tiny_mms(hf_home / "hub", base / "stage")
+    return RunnerWebui(root, hf_home, root / "installer_files" / "env" / "bin" / "python",
+                       root / ".venvs" / TONE_PACKAGE / "bin" / "python")
+
+
+def write_tiny_mms(cache: Path, stage: Path) -> None:
+    """A random MMS (VITS) with its tokenizer, saved by transformers and put in the hub cache as ``facebook/mms-tts-eng``:
+    what the MMS extension's loader (``VitsModel.from_pretrained``, ``VitsTokenizer.from_pretrained``) reads.
+    Built with the main environment's Python (transformers is not imported in the test process)."""
+    code = f"""
+import json, sys, torch
+from transformers import VitsConfig, VitsModel, VitsTokenizer
+torch.manual_seed(0)
+config = VitsConfig(vocab_size={len(_VOCAB)}, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32,
+    flow_size=16, spectrogram_bins=33, upsample_initial_channel=16, upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
+    resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], posterior_encoder_num_wavenet_layers=1,
+    prior_encoder_num_flows=1, prior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
+    duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=16000)
+VitsModel(config).save_pretrained(sys.argv[1])
+vocab = sys.argv[1] + "/vocab.json"
+json.dump({{c: i for i, c in enumerate({_VOCAB!r})}}, open(vocab, "w"))
+VitsTokenizer(vocab, language="eng", add_blank=True, normalize=True, phonemize=False).save_pretrained(sys.argv[1])
+"""
+    stage.mkdir(parents=True, exist_ok=True)
+    folder = stage / "mms"
+    subprocess.run([str(MAIN_PYTHON), "-c", code, str(folder)], check=True, timeout=300, capture_output=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    write_hub_snapshot(cache, MMS_HUB, {p.name: p for p in folder.iterdir() if p.is_file()})
+
+
+def run_webui(python: Path, root: Path, calls: list[dict], env: dict[str, str] | None = None,
+              timeout_s: float = 300.0) -> dict:
+    """One WebUI process (``tests/support/webui_process.py`` under ``python``, in ``root``): runs ``calls``, returns
+    its report."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    environ.update(env or {})
+    done = subprocess.run([str(python), str(ROOT / "tests" / "support" / "webui_process.py"), json.dumps(calls)],
+                          cwd=root, env=environ, capture_output=True, text=True, timeout=timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("WEBUI-REPORT ")]
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"the WebUI process failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
+    report = json.loads(lines[-1][len("WEBUI-REPORT "):])
+    report["stderr"] = done.stderr
+    return report
+
+
+if __name__ == "__main__":
+    print(why_not_available() or "ready", file=sys.stderr)
