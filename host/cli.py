@@ -253,6 +253,16 @@ def _ps(args: argparse.Namespace) -> int:
         _ago(m["last_used"]), _until(m["keep_until"], m["state"]), "yes" if m["pinned"] else "",
         *([str(m.get("replicas", "-"))] if on_ray else []),
     ] for m in models])
+    runners = [m for m in models if "holds" in (m.get("details") or {})]
+    if runners:  # WebUI runners: what the WebUI's own caching holds in each (host.backends.webui_call)
+        print()
+        _table([["WEBUI RUNNER", "PID", "HOLDS", "LOADS", "RSS", "DEVICE MEMORY"]] + [[
+            m["name"], str(m.get("pid") or "-"),
+            ", ".join(f"{ns}={name}" for ns, name in m["details"]["holds"].items()) or "-",
+            ", ".join(f"{ns}:{n}" for ns, n in m["details"].get("loads", {}).items()) or "-",
+            _bytes(m["details"].get("rss_bytes", 0)),
+            _bytes(m["details"]["device_bytes"]) if "device_bytes" in m["details"] else "-",
+        ] for m in runners])
     print()
     _table([["DEVICE", "TOTAL", "BUDGET", "MODELS", "OTHERS", "FREE"]] + [[
         d["device"], _bytes(d["total_bytes"]), _bytes(d["budget_bytes"]), _bytes(d["used_by_models_bytes"]),

@@ -4,9 +4,9 @@ TTS-WebUI runs generation in more than one Python environment (rsxdalv/TTS-WebUI
 one, ``installer_files/env`` (micromamba; RVC runs there, and MusicGen on older WebUIs), and one per
 proxied extension, ``.venvs/<package_name>``; since 2026-04 Audiocraft (MusicGen, AudioGen) runs in
 ``.venvs/tts_webui_extension.audiocraft``. Each process loads the decorator extensions registered in
-``extensions.external.json`` by importing ``<package_name>.main``, so the adapter must be installed
-in every environment that runs MusicGen, AudioGen or RVC. Docker installs use the system python3:
-add it with ``--python``.
+``extensions.external.json`` by importing ``<package_name>.main``, so the adapter is installed in every
+environment: each one's decorated calls go to the host (natively, or to that environment's WebUI runner).
+Docker installs use the system python3: add it with ``--python``.
 
 * ``install``: builds a wheel of THIS copy of modelhost once (``DIR/data/modelhost/``), installs it
   into each environment with that environment's pip (or this one's, ``pip --python``, where the
@@ -15,7 +15,9 @@ add it with ``--python``.
 * ``uninstall``: removes modelhost from those environments, the entry, and the wheel;
 * ``doctor``: per environment, whether the adapter imports, which host address it will reach
   (``MODELHOST_ADDRESS`` from the WebUI's ``.env``/``.env.user`` or the environment, else the
-  per-user default socket), whether a host answers there, and which of the WebUI's models it serves.
+  per-user default socket), whether a host answers there, and which of the WebUI's models it serves;
+  per extension installed there, where its calls run: on a native backend, in the environment's WebUI
+  runner, or in the WebUI's process and why (``extension_routes``).
 
 Exit codes: 0 done / all well, 1 something failed or is wrong (each line says what to do), 2 bad
 usage. Runs in the CLI's main thread; every subprocess has a timeout.
@@ -37,12 +39,10 @@ from typing import Any, Sequence
 
 from modelhost.host.webui_catalog import WebuiCatalog, webui_environment
 from webui_adapter.routing import parse_model_map
-from webui_adapter.webui_facts import MODEL_MAP_ENV
+from webui_adapter.webui_facts import MAIN_ENV_LABEL, MODEL_MAP_ENV, env_python, environments
 
 ADAPTER_PACKAGE = "webui_adapter"
 DISTRIBUTION = "modelhost"
-MAIN_ENV = ("installer_files", "env")
-PROXY_ENVS = ("tts_webui_extension.audiocraft",)  # the proxied extensions that run MusicGen/AudioGen
 WHEEL_DIR = ("data", "modelhost")
 EXTERNAL_FILE = "extensions.external.json"
 EMPTY_EXTERNAL: dict[str, Any] = {"tabs": [], "tabsInGroups": {}, "decorators": []}  # the WebUI's own empty file
@@ -66,8 +66,36 @@ try:
     out["address"] = default_address()
 except Exception:
     pass
+try:
+    import pkgutil, tts_webui_extension
+    out["extensions"] = sorted(m.name for m in pkgutil.iter_modules(tts_webui_extension.__path__))
+except Exception:
+    out["extensions"] = []
 print(json.dumps(out))
 """
+NATIVE = {"audiocraft": "MusicGen, AudioGen and MAGNeT on the host's own backends",
+          "rvc": "RVC on the host's own backend"}
+# Extensions whose generation is not under the WebUI's decorators (rsxdalv/TTS-WebUI 8c9046b and the extensions' code):
+# nothing reaches the adapter, so they run in the WebUI's process as before.
+NOT_DECORATED = ("stable_audio", "demucs", "vocos", "whisper", "cosyvoice", "gpt_sovits", "index_tts", "kitten_tts",
+                 "megatts3", "vibevoice", "riffusion", "audio_separator", "openai_tts_api", "log_viewer")
+
+
+def extension_routes(extensions: Sequence[str], label: str) -> list[tuple[str, str]]:
+    """(extension, where its decorated calls run) for the ``tts_webui_extension`` packages of one environment."""
+    from webui_adapter.runner_calls import REFUSED
+
+    routes = []
+    for name in extensions:
+        if name in NATIVE:
+            routes.append((name, f"native: {NATIVE[name]}"))
+        elif name in REFUSED:
+            routes.append((name, f"in the WebUI's process: {REFUSED[name]}"))
+        elif name in NOT_DECORATED:
+            routes.append((name, "in the WebUI's process: its calls do not pass the WebUI's decorators"))
+        else:
+            routes.append((name, f"WebUI runner webui:{label} (this environment's Python, models resident on the host)"))
+    return routes
 
 
 class UsageError(Exception):
@@ -137,30 +165,22 @@ def _webui_root(text: str) -> Path:
 
 
 def find_environments(root: Path, extra: Sequence[str] = ()) -> list[PythonEnv]:
-    """The WebUI's environments that run MusicGen, AudioGen or RVC, plus ``extra`` interpreters."""
+    """Every Python environment of the WebUI (its main one and each proxied extension's ``.venvs/<package>``: each runs
+    decorated calls, forwarded to the host's backends or to its WebUI runner), plus ``extra`` interpreters."""
     found = []
-    main = _interpreter(root.joinpath(*MAIN_ENV), conda=True)
-    if main is not None:
-        found.append(PythonEnv("main environment", main))
-    for package in PROXY_ENVS:
-        python = _interpreter(root / ".venvs" / package, conda=False)
-        if python is not None:
-            found.append(PythonEnv(f".venvs/{package}", python))
+    for label, env in environments(root).items():
+        python = env_python(env)
+        assert python is not None
+        found.append(PythonEnv("main environment" if label == MAIN_ENV_LABEL else f".venvs/{label}", python))
     for text in extra:
         python = Path(text).expanduser().absolute()
         if not (python.is_file() and os.access(python, os.X_OK)):
             raise UsageError(f"--python {text}: no such interpreter")
         found.append(PythonEnv(f"--python {python}", python))
     if not found:
-        raise UsageError(f"no Python environment of a TTS-WebUI in {root} (looked for {'/'.join(MAIN_ENV)} and "
-                         f".venvs/{PROXY_ENVS[0]}); for a Docker install add --python $(command -v python3)")
+        raise UsageError(f"no Python environment of a TTS-WebUI in {root} (looked for installer_files/env and "
+                         ".venvs/<package>); for a Docker install add --python $(command -v python3)")
     return found
-
-
-def _interpreter(env: Path, conda: bool) -> Path | None:
-    """The env's python as the WebUI spells it: bin/python; on Windows python.exe (conda) or Scripts/python.exe."""
-    candidates = [env / "bin" / "python", env / ("python.exe" if conda else "Scripts/python.exe")]
-    return next((c for c in candidates if c.is_file()), None)  # not resolved: a venv's python links to its base
 
 
 # ---- install / uninstall ----
@@ -372,6 +392,9 @@ def doctor(root: Path, envs: list[PythonEnv], args: argparse.Namespace) -> int:
         else:
             print(f"{env.label} ({env.python}, Python {probe['python']}): the adapter loads (modelhost {probe['version']}); "
                   f"it will reach {address}")
+        label = "main" if env.label == "main environment" else env.label.removeprefix(".venvs/")
+        for name, route in extension_routes(probe.get("extensions") or [], label):
+            print(f"  {name}: {route}")
         if address not in hosts:
             hosts[address] = _host_models(address, environ.get("MODELHOST_TOKEN"))
     try:

@@ -1,0 +1,168 @@
+"""The WebUI's other tabs in WebUI runners, with TTS-WebUI's real code (8c9046b) and real extensions.
+
+The WebUI (``tests/support/webui_runner_tree.py``): its code from a checkout, its main environment with the MMS
+extension (``tts-webui-extension-mms`` 0.1.0, a random tiny VITS in the hub's layout, offline) and a proxied
+extension's ``.venvs/<package>`` with a generator extension written as the WebUI's are. Each WebUI process is a
+real one of those environments (``tests/support/webui_process.py``: the WebUI's decorator loader, its
+``dictionarize``, its Unload button's call). One host, started as a user starts it (``serve --webui``), serves
+the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from modelhost.client import Client
+from tests.conftest import ROOT, short_tmp, start_host
+from tests.support import webui_runner_tree as tree
+
+pytestmark = pytest.mark.skipif(tree.why_not_available() is not None, reason=str(tree.why_not_available()))
+MMS = "tts_webui_extension.mms.main:generate_audio_with_mms"
+TONE_MODEL = f"webui:{tree.TONE_PACKAGE}"
+
+
+@pytest.fixture(scope="module")
+def webui():
+    return tree.build_runner_webui(short_tmp("mh-wr-"))
+
+
+@pytest.fixture(scope="module")
+def host(webui):
+    h = start_host("", args=("--webui", str(webui.root)), env={"HF_HUB_OFFLINE": "1"}, timeout_s=120)
+    yield h
+    h.stop()
+
+
+@pytest.fixture(scope="module")
+def first_mms(webui, host):
+    """The first MMS call of the module: a WebUI process of the main environment, seed 7 (the runner loads MMS)."""
+    return tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}],
+                          env={"MODELHOST_ADDRESS": host.address})
+
+
+def _row(host, name: str) -> dict:
+    with Client(host.address) as c:
+        return next(m for m in c.ps() if m["name"] == name)
+
+
+def test_mms_runs_in_the_main_environments_runner_and_the_webui_process_loads_no_model(webui, host, first_mms) -> None:
+    out = first_mms["calls"][0]
+    assert "error" not in out, out
+    assert out["rate"] == 16000 and len(out["samples"]) > 100
+    assert first_mms["adapter"] and first_mms["loaded_here"] == [] and first_mms["model_code_here"] == []
+    row = _row(host, "webui:main")
+    assert (row["state"], row["backend"], row["runner"]) == ("ready", "webui_call", "webui-main")
+    details = row["details"]
+    assert details["holds"] == {"mms": "eng"} and details["loads"] == {"mms": 1} and details["calls"] == {MMS: 1}
+    assert details["python"] == str(webui.main_python)  # the calling environment's interpreter, as the WebUI spells it
+    assert row["memory_bytes"] > 50 * 2**20 and details["rss_bytes"] > 50 * 2**20  # the runner's process, measured
+
+
+def test_a_second_webui_and_a_restarted_one_reuse_the_loaded_model(webui, host, first_mms) -> None:
+    pid = _row(host, "webui:main")["pid"]
+    second = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "second webui"}}],
+                            env={"MODELHOST_ADDRESS": host.address})
+    started = time.monotonic()
+    restarted = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "after a restart"}}],
+                               env={"MODELHOST_ADDRESS": host.address})
+    restart_to_audio_s = time.monotonic() - started
+    for report in (second, restarted):
+        assert "error" not in report["calls"][0] and report["loaded_here"] == [] and report["model_code_here"] == []
+    row = _row(host, "webui:main")
+    assert row["pid"] == pid and row["details"]["loads"] == {"mms": 1} and row["details"]["calls"][MMS] == 3
+    print(f"WebUI process start to MMS audio, host warm: {restart_to_audio_s:.1f} s")
+
+
+def test_outputs_equal_the_webuis_own_in_process_call_for_the_same_seed(webui, host, first_mms) -> None:
+    call = {"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}
+    started = time.monotonic()
+    local = tree.run_webui(webui.main_python, webui.root, [call, call],  # no host: the WebUI's own code, in-process
+                           env={"MODELHOST_ADDRESS": f"ipc://{webui.root}/nobody.sock", "MODELHOST_WEBUI_FALLBACK": "local"})
+    in_process_s = time.monotonic() - started
+    assert local["loaded_here"] == ["mms"]  # the reference really ran here
+    warm = tree.run_webui(webui.main_python, webui.root, [call], env={"MODELHOST_ADDRESS": host.address})
+    # the first call loads the model inside the seed (as in the WebUI), the second does not: compare like with like
+    assert first_mms["calls"][0]["samples"] == local["calls"][0]["samples"]
+    assert warm["calls"][0]["samples"] == local["calls"][1]["samples"]
+    print(f"WebUI process start to two MMS calls in-process (cold load): {in_process_s:.1f} s")
+
+
+def test_a_generator_streams_item_by_item_from_a_proxied_extensions_environment(webui, host) -> None:
+    report = tree.run_webui(webui.proxy_python, webui.root,
+                            [{"call": "tone", "kwargs": {"pieces": 3, "delay_s": 0.6, "seed": "5"}}],
+                            env={"MODELHOST_ADDRESS": host.address})
+    items = report["calls"][0]["items"]
+    assert [i["rate"] for i in items] == [16000] * 3 and all(len(i["samples"]) == 1600 for i in items)
+    gaps = [b["at_s"] - a["at_s"] for a, b in zip(items, items[1:])]
+    assert all(gap > 0.4 for gap in gaps), gaps  # each item arrived as the runner made it, not all at the end
+    assert report["loaded_here"] == []
+    row = _row(host, TONE_MODEL)
+    assert row["runner"] == f"webui-{tree.TONE_PACKAGE}" and row["details"]["python"] == str(webui.proxy_python)
+    assert row["details"]["holds"] == {"tone": "tone-small"}
+    assert _row(host, "webui:main")["pid"] != row["pid"]  # one runner per environment
+
+
+def test_the_webuis_unload_button_reaches_the_runner_and_frees_it(webui, host) -> None:
+    tree.run_webui(webui.proxy_python, webui.root, [{"call": "tone", "kwargs": {"pieces": 1}}],
+                   env={"MODELHOST_ADDRESS": host.address})
+    pid = _row(host, TONE_MODEL)["pid"]
+    report = tree.run_webui(webui.proxy_python, webui.root,
+                            [{"call": "unload", "namespace": "tone", "tab": "tts_webui_extension.modelhost_tone.main"}],
+                            env={"MODELHOST_ADDRESS": host.address})
+    assert report["calls"] == [{}]
+    row = _row(host, TONE_MODEL)
+    assert row["state"] == "unloaded" and row["memory_bytes"] == 0
+    for _ in range(100):  # the runner holds no model: it exits (within a heartbeat or two)
+        if _row(host, TONE_MODEL)["pid"] is None:
+            break
+        time.sleep(0.1)
+    assert _row(host, TONE_MODEL)["pid"] is None
+    with pytest.raises(ProcessLookupError):  # the runner's process is gone: everything it held is back
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+
+
+def test_a_runner_killed_mid_call_gives_the_webui_a_clear_error_and_the_next_call_works(webui, host) -> None:
+    calls = [{"call": "tone", "kwargs": {"pieces": 4, "delay_s": 1.0}}]
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.Popen([str(webui.proxy_python), str(ROOT / "tests" / "support" / "webui_process.py"), json.dumps(calls)],
+                            cwd=webui.root, env={**environ, "MODELHOST_ADDRESS": host.address},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the WebUI's own prints, then the first item: the call is under way and has streamed
+            if line.strip() == "ITEM 0":
+                break
+        os.kill(_row(host, TONE_MODEL)["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = json.loads(next(line for line in out.splitlines() if line.startswith("WEBUI-REPORT "))[len("WEBUI-REPORT "):])
+    error = report["calls"][0]["error"]
+    assert error.startswith("gradio.exceptions.Error") and "ended during this call" in error and "SIGKILL" in error
+    again = tree.run_webui(webui.proxy_python, webui.root, [{"call": "tone", "kwargs": {"pieces": 2}}],
+                           env={"MODELHOST_ADDRESS": host.address})
+    assert len(again["calls"][0]["items"]) == 2
+
+
+def test_no_runner_writes_the_webuis_config_and_ps_shows_what_each_runner_holds(webui, host, first_mms) -> None:
+    assert json.loads((webui.root / "config.json").read_text())["gradio_interface_options"] == {"server_port": 7770}
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "modelhost"), "ps", "--address", host.address],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "webui:main" in done.stdout and "mms=eng" in done.stdout
+
+
+def test_an_error_in_the_webuis_function_reaches_the_webui_as_a_gr_error_saying_what(webui, host) -> None:
+    report = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "x", "language": "deu"}}],
+                            env={"MODELHOST_ADDRESS": host.address})  # no German MMS in the (offline) cache
+    error = report["calls"][0]["error"]
+    assert error.startswith("gradio.exceptions.Error") and "modelhost (webui:main): OSError" in error
+    assert _row(host, "webui:main")["state"] == "ready"  # the runner lives on
