@@ -81,7 +81,7 @@ NOT_DECORATED = ("stable_audio", "demucs", "vocos", "whisper", "cosyvoice", "gpt
                  "megatts3", "vibevoice", "riffusion", "audio_separator", "openai_tts_api", "log_viewer")
 
 
-def extension_routes(extensions: Sequence[str], label: str) -> list[tuple[str, str]]:
+def extension_routes(extensions: Sequence[str], label: str | None) -> list[tuple[str, str]]:
     """(extension, where its decorated calls run) for the ``tts_webui_extension`` packages of one environment."""
     from webui_adapter.runner_calls import REFUSED
 
@@ -93,6 +93,8 @@ def extension_routes(extensions: Sequence[str], label: str) -> list[tuple[str, s
             routes.append((name, f"in the WebUI's process: {REFUSED[name]}"))
         elif name in NOT_DECORATED:
             routes.append((name, "in the WebUI's process: its calls do not pass the WebUI's decorators"))
+        elif label is None:
+            routes.append((name, "in the WebUI's process: this Python is none of the WebUI's own environments"))
         else:
             routes.append((name, f"WebUI runner webui:{label} (this environment's Python, models resident on the host)"))
     return routes
@@ -393,7 +395,7 @@ def doctor(root: Path, envs: list[PythonEnv], args: argparse.Namespace) -> int:
             print(f"{env.label} ({env.python}, Python {probe['python']}): the adapter loads (modelhost {probe['version']}); "
                   f"it will reach {address}")
         label = "main" if env.label == "main environment" else env.label.removeprefix(".venvs/")
-        for name, route in extension_routes(probe.get("extensions") or [], label):
+        for name, route in extension_routes(probe.get("extensions") or [], None if label.startswith("--") else label):
             print(f"  {name}: {route}")
         if address not in hosts:
             hosts[address] = _host_models(address, environ.get("MODELHOST_TOKEN"))

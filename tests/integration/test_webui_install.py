@@ -102,7 +102,7 @@ def test_install_doctor_and_uninstall_on_the_webuis_environments(webui: Path) ->
         ok = _webui_cli("doctor", str(webui))
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert ok.stdout.count(f"the adapter loads (modelhost 0.1.0); it will reach {host.address}") == 2
-        assert f"host {host.address}: answers; serves 18 of the WebUI's 18 models" in ok.stdout  # 11 + 6 MAGNeT hub ids + bob/bob
+        assert f"host {host.address}: answers; serves 20 of the WebUI's 20 models" in ok.stdout  # 11 + 6 MAGNeT hub ids + bob/bob
     finally:
         host.stop()
     down = _webui_cli("doctor", str(webui))
