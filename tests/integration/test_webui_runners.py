@@ -1,6 +1,8 @@
-"""The WebUI's other tabs in WebUI runners, with TTS-WebUI's real code (8c9046b) and real extensions.
+"""The WebUI's other tabs in WebUI runners, with TTS-WebUI's code (8c9046b) and real extensions.
 
-The WebUI (``tests/support/webui_runner_tree.py``): its code from a checkout, its main environment with the MMS
+The WebUI (``tests/support/webui_runner_tree.py``): its code from a checkout when ``$MODELHOST_TTS_WEBUI`` names
+one, else modelhost's stand-in for it (``tests/support/tts_webui_standin``, as in CI; the same tests pass on
+both, which checks the stand-in against the real code), its main environment with the MMS
 extension (``tts-webui-extension-mms`` 0.1.0, a random tiny VITS in the hub's layout, offline) and a proxied
 extension's ``.venvs/<package>`` with a generator extension written as the WebUI's are. Each WebUI process is a
 real one of those environments (``tests/support/webui_process.py``: the WebUI's decorator loader, its
@@ -29,7 +31,9 @@ TONE_MODEL = f"webui:{tree.TONE_PACKAGE}"
 
 @pytest.fixture(scope="module")
 def webui():
-    return tree.build_runner_webui(short_tmp("mh-wr-"))
+    built = tree.build_runner_webui(short_tmp("mh-wr-"))
+    print(f"\nWebUI code: {built.code}")
+    return built
 
 
 @pytest.fixture(scope="module")

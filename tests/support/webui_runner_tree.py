@@ -1,10 +1,16 @@
-"""A TTS-WebUI install with the WebUI's real code, real extensions in its real environment layout, and tiny models.
+"""A TTS-WebUI install with the WebUI's code, real extensions in its real environment layout, and tiny models.
 
 For the WebUI-runner tests (``tests/integration/test_webui_runners.py``). TTS-WebUI's own code is not on the
-package index (the ``tts-webui`` release there holds metadata only), so it comes from a checkout named by
-``MODELHOST_TTS_WEBUI`` (a TTS-WebUI folder, or a git directory holding ``WEBUI_COMMIT``, exported once into
-``.venv-webui/``); without one these tests skip, saying so. ``setup.sh --test`` builds the environments
-into ``.venv-webui/``:
+package index (the ``tts-webui`` release there holds metadata only) and CI cannot reach GitHub, so the WebUI's
+``tts_webui`` package comes from one of two places (``webui_source``):
+
+* a checkout named by ``MODELHOST_TTS_WEBUI`` (a TTS-WebUI folder, or a git directory holding ``WEBUI_COMMIT``,
+  exported once into ``.venv-webui/``): the real code;
+* otherwise modelhost's stand-in, ``tests/support/tts_webui_standin`` (written from reading the real code at
+  ``WEBUI_COMMIT``: the modules, functions and behaviour the tests, the MMS extension and the WebUI runner use;
+  each module says what it leaves out). The same tests pass on both, which is how the stand-in is checked.
+
+``setup.sh --test`` builds the environments into ``.venv-webui/`` (without them the tests skip, saying so):
 
 * ``main``: the WebUI's main environment (``installer_files/env``), with TTS-WebUI's Gradio pin and
   python-dotenv, the MMS extension (``tts-webui-extension-mms``, a core extension of the WebUI's
@@ -16,7 +22,7 @@ Both share the host environment's torch and transformers through a ``.pth`` (the
 machine kind is for Python 3.11); everything else is their own. ``build_runner_webui(base)`` lays out::
 
     BASE/webui/                          the WebUI root (working directory of every WebUI process)
-      tts_webui -> <checkout>/tts_webui  the WebUI's code; extensions.json copied from the checkout
+      tts_webui -> <source>/tts_webui    the WebUI's code; extensions.json copied from the same source
       extensions.external.json           the modelhost decorator registered, as `modelhost webui install` does
       installer_files/env -> .venv-webui/main
       .venvs/tts_webui_extension.modelhost_tone -> .venv-webui/proxy
@@ -41,6 +47,7 @@ from tests.support.webui_tree import write_dotenv, write_hub_snapshot
 
 WEBUI_COMMIT = "8c9046ba573765e1986aa3421d4f4bac50cc6972"  # rsxdalv/TTS-WebUI, 2026-05-15
 SOURCE_ENV = "MODELHOST_TTS_WEBUI"
+STANDIN = ROOT / "tests" / "support" / "tts_webui_standin"  # modelhost's stand-in for the WebUI's tts_webui package
 ENVS = ROOT / ".venv-webui"
 MAIN_PYTHON = ENVS / "main" / "bin" / "python"
 PROXY_PYTHON = ENVS / "proxy" / "bin" / "python"
@@ -57,24 +64,23 @@ class RunnerWebui:
     hf_home: Path
     main_python: Path  # as the WebUI runs it: <root>/installer_files/env/bin/python
     proxy_python: Path  # <root>/.venvs/<package>/bin/python
+    code: str  # whose tts_webui the WebUI runs (``code_description``)
 
 
 def why_not_available() -> str | None:
     """None when the tests can run; else what is missing and how to get it."""
     if not (MAIN_PYTHON.exists() and PROXY_PYTHON.exists()):
         return "no .venv-webui/{main,proxy} (the WebUI's environments): `./setup.sh --test` builds them"
-    if webui_source() is None:
-        return (f"no TTS-WebUI checkout: set {SOURCE_ENV} to a TTS-WebUI folder or git directory holding "
-                f"{WEBUI_COMMIT[:7]} (its code is not on the package index)")
     return None
 
 
-def webui_source() -> Path | None:
-    """A TTS-WebUI folder at ``WEBUI_COMMIT``: ``$MODELHOST_TTS_WEBUI`` itself, or exported from it when it is a git
-    directory; None when not given."""
+def webui_source() -> Path:
+    """A folder holding ``tts_webui/`` and ``extensions.json``: the real TTS-WebUI at ``WEBUI_COMMIT`` when
+    ``$MODELHOST_TTS_WEBUI`` names one (the folder itself, or exported from it when it is a git directory), else
+    modelhost's stand-in. A ``$MODELHOST_TTS_WEBUI`` that holds neither fails loudly, never falls back."""
     given = os.environ.get(SOURCE_ENV)
     if not given:
-        return None
+        return STANDIN
     path = Path(given).expanduser()
     if (path / "tts_webui").is_dir():
         return path
@@ -82,15 +88,24 @@ def webui_source() -> Path | None:
     if not (out / "tts_webui").is_dir():
         out.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", f"--git-dir={path}", "archive", WEBUI_COMMIT, "tts_webui", "extensions.json"],
-                                 capture_output=True, check=True, timeout=120)
+                                 capture_output=True, timeout=120)
+        if archive.returncode != 0:
+            raise RuntimeError(f"{SOURCE_ENV}={given} is neither a TTS-WebUI folder nor a git directory holding "
+                               f"{WEBUI_COMMIT[:7]}: {archive.stderr.decode(errors='replace').strip()}")
         subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True, timeout=120)
     return out
+
+
+def code_description(source: Path) -> str:
+    """Whose ``tts_webui`` a WebUI laid out from ``source`` runs, for the test log."""
+    if source == STANDIN:
+        return f"modelhost's stand-in for TTS-WebUI {WEBUI_COMMIT[:7]} ({source})"
+    return f"TTS-WebUI {WEBUI_COMMIT[:7]}, the real code ({source})"
 
 
 def build_runner_webui(base: Path) -> RunnerWebui:
     """Lay out the WebUI described in the module docstring under ``base`` (a fresh, short folder)."""
     source = webui_source()
-    assert source is not None, why_not_available()
     root, hf_home = base / "webui", base / "hf"
     root.mkdir(parents=True)
     (root / "tts_webui").symlink_to(source / "tts_webui")
@@ -108,7 +123,7 @@ def build_runner_webui(base: Path) -> RunnerWebui:
         (root / folder).mkdir()
     write_tiny_mms(hf_home / "hub", base / "stage")
     return RunnerWebui(root, hf_home, root / "installer_files" / "env" / "bin" / "python",
-                       root / ".venvs" / TONE_PACKAGE / "bin" / "python")
+                       root / ".venvs" / TONE_PACKAGE / "bin" / "python", code_description(source))
 
 
 def write_tiny_mms(cache: Path, stage: Path) -> None:
@@ -153,4 +168,4 @@ def run_webui(python: Path, root: Path, calls: list[dict], env: dict[str, str] |
 
 
 if __name__ == "__main__":
-    print(why_not_available() or "ready", file=sys.stderr)
+    print(why_not_available() or f"ready: {code_description(webui_source())}", file=sys.stderr)
