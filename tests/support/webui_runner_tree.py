@@ -167,5 +167,21 @@ def run_webui(python: Path, root: Path, calls: list[dict], env: dict[str, str] |
     return report
 
 
+def probe(source: Path, base: Path, timeout_s: float = 300.0) -> dict:
+    """The report of ``tests/support/tts_webui_probe.py`` for the ``tts_webui`` of ``source`` (a folder as
+    ``webui_source`` gives), run with the main environment's Python in a fresh WebUI folder under ``base``."""
+    root = base / "probe"
+    root.mkdir(parents=True)
+    (root / "tts_webui").symlink_to(source / "tts_webui")
+    (root / "extensions.json").write_text((source / "extensions.json").read_text())
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(MAIN_PYTHON), str(ROOT / "tests" / "support" / "tts_webui_probe.py")], cwd=root,
+                          env=environ, capture_output=True, text=True, timeout=timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE-REPORT ")]
+    if done.returncode != 0 or not lines:
+        raise AssertionError(f"the probe failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}")
+    return json.loads(lines[-1][len("PROBE-REPORT "):])
+
+
 if __name__ == "__main__":
     print(why_not_available() or f"ready: {code_description(webui_source())}", file=sys.stderr)
