@@ -16,9 +16,9 @@ closures down to the function defined in the extension and names it ``module:qua
 **The values** travel in a generate's ``params`` tree (maps with string keys, lists, plain values and
 numeric arrays; ``client.protocol.wire``). Python values that tree cannot hold are tagged with a
 one-key map: a tuple ``{"__tuple__": [...]}``, a tensor ``{"__tensor__": array, "dtype": "bfloat16"}``
-(dtype kept: bfloat16 and other dtypes numpy lacks travel as float32 and are cast back), a path
-``{"__path__": "..."}`` (same machine), a map with other keys or one that looks like a tag
-``{"__map__": [[key, value], ...]}``. Anything else (a Gradio component, an open file, a model) is
+(dtype and shape kept, 0-d included: bfloat16 and other dtypes numpy lacks travel as float32 and are cast
+back; a tensor comes back on the CPU), a path ``{"__path__": "..."}`` (same machine; a ``pathlib.Path``
+again), a map with other keys or one that looks like a tag ``{"__map__": [[key, value], ...]}``. Anything else (a Gradio component, an open file, a model) is
 refused with ``ValueError`` naming where it sits, so the caller can keep that call in its process.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import types
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, Callable
 
 import numpy as np
@@ -109,7 +109,7 @@ def decode(tree: Any) -> Any:
         if tag == "__tuple__":
             return tuple(decode(v) for v in inner)
         if tag == "__path__":
-            return inner  # a path travels as its text: the WebUI's functions take str paths
+            return Path(inner)
         if tag == "__map__":
             return {_hashable(decode(k)): decode(v) for k, v in inner}
     if "__tensor__" in tree and set(tree) <= {"__tensor__", "dtype"}:
@@ -133,7 +133,7 @@ def _encode_tensor(tensor: Any) -> dict[str, Any]:
         arr = t.float().numpy()
     if arr.dtype.kind not in "biufc":
         raise ValueError(f"a tensor of dtype {dtype} does not travel")
-    return {"__tensor__": np.ascontiguousarray(arr), "dtype": dtype}
+    return {"__tensor__": np.ascontiguousarray(arr).reshape(arr.shape), "dtype": dtype}  # ascontiguousarray makes 0-d 1-d
 
 
 def _decode_tensor(arr: np.ndarray, dtype: str | None) -> Any:
