@@ -14,9 +14,9 @@ whole chain (no saving, no extension decorators, not our own forwarding). Outer 
 ``kwargs``, ``type``), importing its module on first use, under the WebUI's own ``Seed`` context when the
 call carries a ``seed`` (the WebUI applies it in the caller, outside the inner chain). The return value
 goes back whole in ``info["value"]``; a generator's items go out one by one as stream chunks and a cancel
-closes the generator. An exception comes back as a ``BackendError`` with its type and message. Models
-stay loaded by the WebUI's own caching (``manage_model_state``, module globals), across calls and across
-WebUI processes. Two management calls are also taken by key: the WebUI's ``unload_model(namespace)`` and
+closes the generator (the call ends with the stop's own error: cancelled, deadline exceeded, shutting down).
+An exception of the function comes back as a ``BackendError`` with its type and message. Models stay loaded
+by the WebUI's own caching (``manage_model_state``, module globals), across calls and across WebUI processes. Two management calls are also taken by key: the WebUI's ``unload_model(namespace)`` and
 ``unload_all_models()`` (its Unload buttons, relayed by the adapter). The host runs one call at a time per
 model, and this model is alone in its runner: one call at a time per WebUI runner.
 
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from modelhost.client import webui_call
-from modelhost.client.protocol.errors import BackendError, BadParamsError
+from modelhost.client.protocol.errors import BackendError, BadParamsError, RequestError
 from modelhost.host import devices
 from modelhost.host.backends.base import Backend, GenerateOutput, GenerateRequest, MemoryReport, ModelSpec, RunContext
 from modelhost.host.backends.params import check_options
@@ -112,7 +112,7 @@ class WebuiCallBackend(Backend):
                 return self._stream(fn, kwargs, ctx)
             with _seeded(kwargs):
                 value = fn(**kwargs)
-        except (BadParamsError, BackendError):
+        except RequestError:  # ours: bad params, and the stop a cancel, deadline or shutdown raises through ctx
             raise
         except Exception as exc:
             raise _call_error(key, exc) from None
