@@ -2,11 +2,14 @@
 
 TTS-WebUI imports ``{package}.main`` of each registered decorator extension and applies every
 function named ``decorator_*`` to its generation functions (an ``"inner"`` extension sits right
-around the model call, inside the seed, save-wav, metadata and history decorators). This module
-defines exactly one, ``decorator_modelhost``: calls with ``_type == "musicgen"`` (MusicGen and
-AudioGen), ``"magnet"`` or ``"rvc"`` go to the host and come back in the shapes the WebUI's own
-function returns, so saving, metadata, history and both UIs work unchanged; every other call runs
-untouched.
+around the model call, inside the seed, save-wav, metadata and history decorators; ``*_generator``
+ones around generator functions). This module defines two. ``decorator_modelhost``: calls with
+``_type == "musicgen"`` (MusicGen and AudioGen), ``"magnet"`` or ``"rvc"`` go to the host's own
+backends and come back in the shapes the WebUI's own function returns, so saving, metadata, history
+and both UIs work unchanged; every other call goes to this environment's WebUI runner on the host
+(``runner_calls``, ``Forwarder.call_webui``), and ``decorator_modelhost_generator`` does the same for
+generator calls, item by item. Calls that cannot run in a runner run here, as before (said once,
+with why).
 
 The WebUI calls with keywords only: the UI's inputs, ``outputs`` (its output components) and
 ``_type``; MusicGen's and MAGNeT's ``seed`` is a string. The model names it sends (hub ids, folder
@@ -26,7 +29,7 @@ import functools
 import json
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from modelhost.client import webui_call
 from webui_adapter import convert, progress, runner_calls
@@ -79,17 +82,26 @@ def decorator_modelhost_generator(fn: Callable[..., Any]) -> Callable[..., Any]:
             yield from fn(*args, **kwargs)
             return
         model, key, kw = route
+        stream = forwarder().stream_webui(model, key, kwargs.get("_type"), kw)
+        sent = False
         try:
-            yield from forwarder().stream_webui(model, key, kwargs.get("_type"), kw)
-        except NotServedError as exc:
+            for item in stream:
+                sent = True
+                yield item
+            return
+        except NotServedError as exc:  # a host without --webui (said before any item): the call runs here, as before
+            if sent:
+                _raise_for_ui(exc)
             runner_calls.tell_once(key, kwargs.get("_type"), str(exc))
-            yield from fn(*args, **kwargs)
         except HostDownError as exc:
-            if not forwarder().settings.fallback_local:
-                raise as_ui_error(exc) from exc
-            yield from fn(*args, **kwargs)
+            # the fallback only while nothing was shown: run again here, the WebUI would get its first items twice
+            if sent or not forwarder().settings.fallback_local:
+                _raise_for_ui(exc)
         except ForwardError as exc:
-            raise as_ui_error(exc) from exc
+            _raise_for_ui(exc)
+        finally:
+            stream.close()  # this generator closed (a cancelled event): the call is cancelled on the host
+        yield from fn(*args, **kwargs)
 
     return wrapper
 
@@ -120,13 +132,20 @@ def _in_runner(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> A
         return forwarder().call_webui(model, key, kwargs.get("_type"), kw)
     except NotServedError as exc:  # a host without --webui: the call runs here, as before
         runner_calls.tell_once(key, kwargs.get("_type"), str(exc))
-        return fn(*args, **kwargs)
     except HostDownError as exc:
         if not forwarder().settings.fallback_local:
-            raise as_ui_error(exc) from exc
-        return fn(*args, **kwargs)
+            _raise_for_ui(exc)
     except ForwardError as exc:
-        raise as_ui_error(exc) from exc
+        _raise_for_ui(exc)
+    return fn(*args, **kwargs)
+
+
+def _raise_for_ui(exc: Exception) -> NoReturn:
+    """Raise ``exc`` as the WebUI shows it (``gr.Error`` where Gradio is loaded; else ``exc`` itself)."""
+    shown = as_ui_error(exc)
+    if shown is exc:
+        raise exc
+    raise shown from exc
 
 
 def _hook_unloads() -> None:

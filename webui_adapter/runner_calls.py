@@ -9,8 +9,10 @@ The host runs it in a runner started with this environment's Python in the WebUI
 cannot travel (``client.webui_call.encode``); each such decision is printed once.
 
 The WebUI's Unload buttons call ``manage_model_state.unload_model(namespace)`` in the calling process
-(``list_dir_models.unload_model_button``); ``hook_unloads`` makes every reference to it (and to
-``unload_all_models``) also unload in this environment's runner. Pure apart from reading the WebUI's folder
+(``list_dir_models.unload_model_button``); ``hook_unloads`` makes every other module's reference to it (and
+to ``unload_all_models``) also unload in this environment's runner. Not ``manage_model_state``'s own: its
+loader unloads a namespace before each load it does in this process (a call that stays here), and that must
+not unload, or end, the runner's copy. Pure apart from reading the WebUI's folder
 and this process's modules; runs in the WebUI's threads.
 """
 
@@ -91,8 +93,8 @@ def tell_once(key: str, kind: Any, reason: str) -> None:
 
 def hook_unloads(unload: Callable[[str | None], None]) -> None:
     """Make the WebUI's ``unload_model(namespace)`` and ``unload_all_models()`` also call ``unload(namespace)``
-    (None: all), wherever a module holds them; a no-op until the WebUI's module is imported, and for references
-    already hooked."""
+    (None: all), wherever a module other than ``manage_model_state`` itself holds them; a no-op until the WebUI's
+    module is imported, and for references already hooked."""
     module = sys.modules.get(MODEL_STATE_MODULE)
     if module is None:
         return
@@ -111,7 +113,9 @@ def hook_unloads(unload: Callable[[str | None], None]) -> None:
 
             hooked = module._modelhost_hooks = {original_one: unload_model, original_all: unload_all_models}
         for mod_name, other in list(sys.modules.items()):
-            if other is None or not mod_name.startswith(_WEBUI_MODULES):
+            # not manage_model_state's own names: its loader unloads the namespace before every load in this process
+            # (a call that stays here), which must leave the runner's models alone
+            if other is None or mod_name == MODEL_STATE_MODULE or not mod_name.startswith(_WEBUI_MODULES):
                 continue
             for name in ("unload_model", "unload_all_models"):
                 current = getattr(other, name, None)

@@ -112,6 +112,25 @@ def test_a_generator_streams_item_by_item_from_a_proxied_extensions_environment(
     assert _row(host, "webui:main")["pid"] != row["pid"]  # one runner per environment
 
 
+def test_a_cancelled_generator_is_closed_in_the_runner_and_a_model_the_webui_loads_itself_stays_out_of_it(webui, host) -> None:
+    closed_log = webui.root / "tone-closed.log"
+    report = tree.run_webui(webui.proxy_python, webui.root, [
+        {"call": "tone", "kwargs": {"text": "cancelled", "pieces": 40, "delay_s": 0.25}, "stop_after": 1},
+        {"call": "load_here", "tab": "tts_webui_extension.modelhost_tone.main", "loader": "get_model", "args": ["tone-small"]},
+    ], env={"MODELHOST_ADDRESS": host.address})
+    assert len(report["calls"][0]["items"]) == 1 and report["calls"][1] == {}
+    for _ in range(100):  # the cancel reaches the runner at its next item: it closes the WebUI's generator there
+        if closed_log.exists() and "cancelled" in closed_log.read_text():
+            break
+        time.sleep(0.1)
+    made = [int(line.split()[1]) for line in closed_log.read_text().splitlines() if line.startswith("cancelled ")]
+    assert len(made) == 1 and made[0] < 10, made
+    # the WebUI process loaded the tone model itself (its own manage_model_state): the runner's copy is untouched
+    assert report["loaded_here"] == ["tone"]
+    row = _row(host, TONE_MODEL)
+    assert row["state"] == "ready" and row["details"]["holds"] == {"tone": "tone-small"} and row["pid"] is not None
+
+
 def test_the_webuis_unload_button_reaches_the_runner_and_frees_it(webui, host) -> None:
     tree.run_webui(webui.proxy_python, webui.root, [{"call": "tone", "kwargs": {"pieces": 1}}],
                    env={"MODELHOST_ADDRESS": host.address})

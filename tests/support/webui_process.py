@@ -8,7 +8,10 @@ reads ``extensions.external.json`` and applies the modelhost decorator; each cal
 ``dictionarize`` with Gradio components, as a tab's button does (keyword arguments, ``outputs``). Calls:
 
 * ``{"call": "mms", "kwargs": {...}}``: the MMS tab's ``generate_audio_with_mms``;
-* ``{"call": "tone", "kwargs": {...}}``: the test extension's generator, each item printed as it arrives;
+* ``{"call": "tone", "kwargs": {...}, "stop_after": N}``: the test extension's generator, each item printed as it
+  arrives; with ``stop_after``, closed after N items (what Gradio does to a cancelled event's generator);
+* ``{"call": "load_here", "tab": MODULE, "loader": NAME, "args": [...]}``: the tab's own ``manage_model_state``
+  loader called in this process, as the calls that stay in the WebUI do (Bark's, an OpenAI adapter's raw call);
 * ``{"call": "unload", "namespace": "mms", "tab": MODULE}``: the tab's Unload button (``unload_model_button``'s
   call), after importing the tab's module as the WebUI does at start.
 
@@ -49,7 +52,7 @@ def mms(kwargs):
     return {"rate": int(rate), "samples": [float(x) for x in samples]}
 
 
-def tone(kwargs):
+def tone(kwargs, stop_after=None):
     from tts_webui_extension.modelhost_tone.main import tone_stream
 
     inputs = {gr.Textbox(): "text", gr.Textbox(): "model_name", gr.Number(): "pieces", gr.Number(): "delay_s",
@@ -60,11 +63,23 @@ def tone(kwargs):
     items = []
     values = [kwargs.get(name, default) for name, default in
               (("text", "hi"), ("model_name", "tone-small"), ("pieces", 3), ("delay_s", 0.0), ("seed", "5"))]
-    for n, out in enumerate(call["fn"](*values)):
+    stream = call["fn"](*values)
+    for n, out in enumerate(stream):
         rate, samples = out[audio]
         items.append({"at_s": time.monotonic() - start, "rate": int(rate), "samples": [float(x) for x in samples]})
         print(f"ITEM {n}", flush=True)
+        if stop_after is not None and len(items) >= stop_after:
+            stream.close()
+            break
     return {"items": items}
+
+
+def load_here(call):
+    import importlib
+
+    module = importlib.import_module(call["tab"])  # the tab's module, decorated as the WebUI's start decorates it
+    getattr(module, call["loader"])(*call.get("args", []))
+    return {}
 
 
 def unload(call):
@@ -82,8 +97,9 @@ def main():
     report = {"calls": []}
     for call in json.loads(sys.argv[1]):
         try:
-            out = {"mms": lambda: mms(call.get("kwargs", {})), "tone": lambda: tone(call.get("kwargs", {})),
-                   "unload": lambda: unload(call)}[call["call"]]()
+            out = {"mms": lambda: mms(call.get("kwargs", {})),
+                   "tone": lambda: tone(call.get("kwargs", {}), call.get("stop_after")),
+                   "unload": lambda: unload(call), "load_here": lambda: load_here(call)}[call["call"]]()
         except Exception as exc:
             traceback.print_exc()
             out = {"error": f"{type(exc).__module__}.{type(exc).__name__}: {exc}"}

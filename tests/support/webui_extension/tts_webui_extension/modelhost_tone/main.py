@@ -4,7 +4,7 @@
 and the save/seed/model-type decorators of ``tts_webui.decorators``); its "model" (a small random torch
 layer) is kept by the WebUI's ``manage_model_state("tone")``. It yields ``pieces`` items, each 0.1 s of
 seeded noise through that layer, ``delay_s`` apart, so a test can watch the items stream and kill the
-runner between them. No real extension's generator builds tiny offline here (Bark's metadata needs its
+runner between them; a call closed before its last item appends ``<text> <items made>`` to ``CLOSED_LOG``. No real extension's generator builds tiny offline here (Bark's metadata needs its
 models in the caller, Tortoise's and Chatterbox's architectures are fixed at hundreds of millions of
 parameters). Runs in the WebUI's process or in a WebUI runner, whichever calls it.
 """
@@ -29,6 +29,7 @@ from tts_webui.extensions_loader.decorator_extensions import (
 from tts_webui.utils.manage_model_state import manage_model_state
 
 SAMPLE_RATE = 16000
+CLOSED_LOG = "tone-closed.log"  # in the working directory (the WebUI's folder): "<text> <items made>" per closed call
 
 
 @manage_model_state("tone")
@@ -51,9 +52,16 @@ def get_model(model_name="tone-small"):
 @log_generator_time
 def tone_stream(text, model_name="tone-small", pieces=3, delay_s=0.0, **kwargs):
     model = get_model(model_name)
-    for _ in range(int(pieces)):
-        if delay_s:
-            time.sleep(float(delay_s))
-        with torch.no_grad():
-            audio = model(torch.randn(SAMPLE_RATE // 10 // 64, 64)).reshape(-1)
-        yield {"audio_out": (SAMPLE_RATE, audio.numpy()), "text": text}
+    made = 0
+    try:
+        for _ in range(int(pieces)):
+            if delay_s:
+                time.sleep(float(delay_s))
+            with torch.no_grad():
+                audio = model(torch.randn(SAMPLE_RATE // 10 // 64, 64)).reshape(-1)
+            made += 1
+            yield {"audio_out": (SAMPLE_RATE, audio.numpy()), "text": text}
+    except GeneratorExit:  # closed before its last item: say where, for the test that cancels it
+        with open(CLOSED_LOG, "a") as log:
+            log.write(f"{text} {made}\n")
+        raise
