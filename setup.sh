@@ -4,7 +4,7 @@
 #   ./setup.sh --ray    also Ray Serve, for `modelhost serve --ray` (README: Scaling out)
 #   ./setup.sh --http   also the HTTP API's packages, for `modelhost serve --http` (README: HTTP API)
 #   ./setup.sh --test   also Ray Serve, the HTTP API's packages, the test tools (with TTS-WebUI's OpenAI API extension), .venv-py310 (the client, WebUI adapter and light UI on Python 3.10),
-#                       .venv-webui/{main,proxy} (a TTS-WebUI's environments with its MMS extension, for the WebUI-runner tests)
+#                       .venv-webui/{main,proxy} (a TTS-WebUI's environments with its MMS and Seamless M4T extensions, for the WebUI-runner tests)
 #                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -78,7 +78,7 @@ if [ "${1:-}" = "--test" ]; then
   fi
   # TTS-WebUI's Python environments for the WebUI-runner tests (tests/support/webui_runner_tree.py), laid out as the
   # WebUI lays them out once the tests link them in: .venv-webui/main (its installer_files/env: TTS-WebUI's Gradio and
-  # python-dotenv pins, the MMS extension) and .venv-webui/proxy (a proxied extension's .venvs/<package>). They share
+  # python-dotenv pins, the MMS and Seamless M4T extensions) and .venv-webui/proxy (a proxied extension's .venvs/<package>). They share
   # this .venv's torch and transformers through a .pth (the machine's CPU torch is for this Python only); the
   # WebUI's own code is not on the package index: the tests take it from $MODELHOST_TTS_WEBUI (a checkout).
   base_python=$(.venv/bin/python -c "import sys; print(sys._base_executable)")
@@ -89,7 +89,10 @@ if [ "${1:-}" = "--test" ]; then
   printf '%s\n%s\n%s\n' "$(site_of main)" "$host_site" "$PWD/tests/support/webui_extension" > "$(site_of proxy)/modelhost-webui-shared.pth"
   pip_quiet .venv-webui/main/bin/python -m pip install gradio==5.49.1 gradio_client==1.13.3 python-dotenv==1.0.0 \
     iso639-lang==2.2.3 gradio-iconbutton==0.0.1
-  pip_quiet .venv-webui/main/bin/python -m pip install --no-deps tts-webui-extension-mms==0.1.0
+  pip_quiet .venv-webui/main/bin/python -m pip install --no-deps tts-webui-extension-mms==0.1.0 \
+    tts-webui-extension-seamless-m4t==0.0.7
+  # Seamless M4T loads its model with device_map="cuda:0": without CUDA, tests/support/webui_site drops that at import
+  printf '%s\nimport modelhost_cuda_shim\n' "$PWD/tests/support/webui_site" > "$(site_of main)/modelhost-cuda-shim.pth"
   for env in main proxy; do pip_quiet .venv-webui/$env/bin/python -m pip install --no-deps -e .; done
   # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver; ffmpeg
   # (with ffprobe) for the light UI's streaming player (Gradio re-encodes each streamed chunk with it).

@@ -3,7 +3,8 @@
 The WebUI (``tests/support/webui_runner_tree.py``): its code from a checkout when ``$MODELHOST_TTS_WEBUI`` names
 one, else modelhost's stand-in for it (``tests/support/tts_webui_standin``, as in CI; the same tests pass on
 both, which checks the stand-in against the real code), its main environment with the MMS
-extension (``tts-webui-extension-mms`` 0.1.0, a random tiny VITS in the hub's layout, offline) and a proxied
+and Seamless M4T extensions (``tts-webui-extension-mms`` 0.1.0 and ``tts-webui-extension-seamless-m4t`` 0.0.7, a
+random tiny VITS and SeamlessM4Tv2 in the hub's layout, offline) and a proxied
 extension's ``.venvs/<package>`` with a generator extension written as the WebUI's are. Each WebUI process is a
 real one of those environments (``tests/support/webui_process.py``: the WebUI's decorator loader, its
 ``dictionarize``, its Unload button's call). One host, started as a user starts it (``serve --webui``), serves
@@ -26,6 +27,7 @@ from tests.support import webui_runner_tree as tree
 
 pytestmark = pytest.mark.skipif(tree.why_not_available() is not None, reason=str(tree.why_not_available()))
 MMS = "tts_webui_extension.mms.main:generate_audio_with_mms"
+SEAMLESS = "tts_webui_extension.seamless_m4t.main:seamless_translate"
 TONE_MODEL = f"webui:{tree.TONE_PACKAGE}"
 
 
@@ -43,11 +45,15 @@ def host(webui):
     h.stop()
 
 
+MMS_CALL = {"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}
+SEAMLESS_CALL = {"call": "seamless", "kwargs": {"text": "good morning", "tgt_lang_name": "French", "seed": "3"}}
+
+
 @pytest.fixture(scope="module")
 def first_mms(webui, host):
-    """The first MMS call of the module: a WebUI process of the main environment, seed 7 (the runner loads MMS)."""
-    return tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}],
-                          env={"MODELHOST_ADDRESS": host.address})
+    """The module's first calls: one WebUI process of the main environment makes an MMS call (seed 7), then a
+    Seamless M4T one (seed 3); the runner loads both models."""
+    return tree.run_webui(webui.main_python, webui.root, [MMS_CALL, SEAMLESS_CALL], env={"MODELHOST_ADDRESS": host.address})
 
 
 def _row(host, name: str) -> dict:
@@ -55,46 +61,53 @@ def _row(host, name: str) -> dict:
         return next(m for m in c.ps() if m["name"] == name)
 
 
-def test_mms_runs_in_the_main_environments_runner_and_the_webui_process_loads_no_model(webui, host, first_mms) -> None:
-    out = first_mms["calls"][0]
-    assert "error" not in out, out
-    assert out["rate"] == 16000 and len(out["samples"]) > 100
+def test_mms_and_seamless_run_in_the_main_environments_runner_and_the_webui_process_loads_no_model(webui, host, first_mms) -> None:
+    mms, seamless = first_mms["calls"]
+    assert "error" not in mms and "error" not in seamless, first_mms["calls"]
+    assert mms["rate"] == 16000 and len(mms["samples"]) > 100
+    assert seamless["rate"] == 16000 and len(seamless["samples"]) > 10 and any(seamless["samples"])
     assert first_mms["adapter"] and first_mms["loaded_here"] == [] and first_mms["model_code_here"] == []
     row = _row(host, "webui:main")
     assert (row["state"], row["backend"], row["runner"]) == ("ready", "webui_call", "webui-main")
     details = row["details"]
-    assert details["holds"] == {"mms": "eng"} and details["loads"] == {"mms": 1} and details["calls"] == {MMS: 1}
+    assert details["holds"] == {"mms": "eng", "seamless": tree.SEAMLESS_HUB}
+    assert details["loads"] == {"mms": 1, "seamless": 1} and details["calls"] == {MMS: 1, SEAMLESS: 1}
     assert details["python"] == str(webui.main_python)  # the calling environment's interpreter, as the WebUI spells it
     assert row["memory_bytes"] > 50 * 2**20 and details["rss_bytes"] > 50 * 2**20  # the runner's process, measured
 
 
-def test_a_second_webui_and_a_restarted_one_reuse_the_loaded_model(webui, host, first_mms) -> None:
+def test_a_second_webui_and_a_restarted_one_reuse_the_loaded_models(webui, host, first_mms) -> None:
     pid = _row(host, "webui:main")["pid"]
     second = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "second webui"}}],
                             env={"MODELHOST_ADDRESS": host.address})
     started = time.monotonic()
-    restarted = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "after a restart"}}],
+    restarted = tree.run_webui(webui.main_python, webui.root, [{"call": "seamless", "kwargs": {"text": "after a restart"}}],
                                env={"MODELHOST_ADDRESS": host.address})
     restart_to_audio_s = time.monotonic() - started
     for report in (second, restarted):
         assert "error" not in report["calls"][0] and report["loaded_here"] == [] and report["model_code_here"] == []
     row = _row(host, "webui:main")
-    assert row["pid"] == pid and row["details"]["loads"] == {"mms": 1} and row["details"]["calls"][MMS] == 3
-    print(f"WebUI process start to MMS audio, host warm: {restart_to_audio_s:.1f} s")
+    assert row["pid"] == pid and row["details"]["loads"] == {"mms": 1, "seamless": 1}
+    assert row["details"]["calls"][MMS] == 2 and row["details"]["calls"][SEAMLESS] == 2
+    print(f"WebUI process start to Seamless M4T audio, host warm: {restart_to_audio_s:.1f} s")
 
 
 def test_outputs_equal_the_webuis_own_in_process_call_for_the_same_seed(webui, host, first_mms) -> None:
-    call = {"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}
-    started = time.monotonic()
-    local = tree.run_webui(webui.main_python, webui.root, [call, call],  # no host: the WebUI's own code, in-process
+    started = time.monotonic()  # no host: the WebUI's own code, in-process (a first call loads, a second does not)
+    local = tree.run_webui(webui.main_python, webui.root, [MMS_CALL, MMS_CALL, SEAMLESS_CALL, SEAMLESS_CALL],
                            env={"MODELHOST_ADDRESS": f"ipc://{webui.root}/nobody.sock", "MODELHOST_WEBUI_FALLBACK": "local"})
     in_process_s = time.monotonic() - started
-    assert local["loaded_here"] == ["mms"]  # the reference really ran here
-    warm = tree.run_webui(webui.main_python, webui.root, [call], env={"MODELHOST_ADDRESS": host.address})
+    assert local["loaded_here"] == ["mms", "seamless"]  # the reference really ran here
+    warm = tree.run_webui(webui.main_python, webui.root, [MMS_CALL, SEAMLESS_CALL], env={"MODELHOST_ADDRESS": host.address})
     # the first call loads the model inside the seed (as in the WebUI), the second does not: compare like with like
     assert first_mms["calls"][0]["samples"] == local["calls"][0]["samples"]
     assert warm["calls"][0]["samples"] == local["calls"][1]["samples"]
-    print(f"WebUI process start to two MMS calls in-process (cold load): {in_process_s:.1f} s")
+    assert first_mms["calls"][1]["samples"] == local["calls"][2]["samples"]
+    assert warm["calls"][1]["samples"] == local["calls"][3]["samples"]
+    assert local["calls"][0]["samples"] != tree.run_webui(  # the seed is what makes them equal: another seed differs
+        webui.main_python, webui.root, [{**MMS_CALL, "kwargs": {**MMS_CALL["kwargs"], "seed": "8"}}],
+        env={"MODELHOST_ADDRESS": host.address})["calls"][0]["samples"]
+    print(f"WebUI process start to MMS and Seamless calls in-process (cold loads): {in_process_s:.1f} s")
 
 
 def test_a_generator_streams_item_by_item_from_a_proxied_extensions_environment(webui, host) -> None:
@@ -189,3 +202,14 @@ def test_an_error_in_the_webuis_function_reaches_the_webui_as_a_gr_error_saying_
     error = report["calls"][0]["error"]
     assert error.startswith("gradio.exceptions.Error") and "modelhost (webui:main): OSError" in error
     assert _row(host, "webui:main")["state"] == "ready"  # the runner lives on
+
+
+def test_an_uploaded_clip_travels_to_the_runner_and_the_extensions_own_error_comes_back(webui, host, first_mms) -> None:
+    # Seamless M4T's "Audio to Speech" button: the clip (rate, int16 samples) crosses as an array; the extension then
+    # calls its processor with `audios=`, which transformers 5 refuses: the WebUI shows that error, as in-process
+    report = tree.run_webui(webui.main_python, webui.root, [{"call": "seamless_audio", "kwargs": {"audio": [0, 300, -300] * 800}}],
+                            env={"MODELHOST_ADDRESS": host.address})
+    error = report["calls"][0]["error"]
+    assert error.startswith("gradio.exceptions.Error") and "modelhost (webui:main): ValueError" in error and "audio" in error
+    row = _row(host, "webui:main")
+    assert row["state"] == "ready" and report["loaded_here"] == []

@@ -8,6 +8,8 @@ reads ``extensions.external.json`` and applies the modelhost decorator; each cal
 ``dictionarize`` with Gradio components, as a tab's button does (keyword arguments, ``outputs``). Calls:
 
 * ``{"call": "mms", "kwargs": {...}}``: the MMS tab's ``generate_audio_with_mms``;
+* ``{"call": "seamless", "kwargs": {...}}`` and ``{"call": "seamless_audio", ...}``: the Seamless M4T tab's
+  text-to-speech and audio-to-speech buttons (``seamless_translate``, ``seamless_translate_audio``);
 * ``{"call": "tone", "kwargs": {...}, "stop_after": N}``: the test extension's generator, each item printed as it
   arrives; with ``stop_after``, closed after N items (what Gradio does to a cancelled event's generator);
 * ``{"call": "load_here", "tab": MODULE, "loader": NAME, "args": [...]}``: the tab's own ``manage_model_state``
@@ -33,6 +35,7 @@ dotenv_init.init()
 apply_torch_load_patch()
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 from tts_webui.decorators.gradio_dict_decorator import dictionarize  # noqa: E402
 
 
@@ -48,6 +51,26 @@ def mms(kwargs):
     values = [kwargs.get(name, default) for name, default in
               (("text", "hello"), ("language", "eng"), ("speaking_rate", 1.0), ("noise_scale", 0.667),
                ("noise_scale_duration", 0.8), ("seed", "7"))]
+    rate, samples = call["fn"](*values)[audio]
+    return {"rate": int(rate), "samples": [float(x) for x in samples]}
+
+
+def seamless(kwargs, audio_in=False):
+    from tts_webui_extension.seamless_m4t.main import seamless_translate, seamless_translate_audio
+
+    target = gr.Dropdown(choices=["Mandarin Chinese", "French"], value="Mandarin Chinese")
+    if audio_in:  # the "Audio to Speech" tab: an uploaded clip as Gradio gives it, (rate, int16 samples)
+        fn, inputs, names = seamless_translate_audio, {gr.Audio(type="numpy"): "audio", target: "tgt_lang_name"}, (
+            ("audio", None), ("tgt_lang_name", "French"))
+    else:
+        fn, inputs, names = seamless_translate, {gr.Textbox(): "text", gr.Dropdown(choices=["English"]): "src_lang_name",
+                                                 target: "tgt_lang_name", gr.Textbox(): "seed"}, (
+            ("text", "hello"), ("src_lang_name", "English"), ("tgt_lang_name", "Mandarin Chinese"), ("seed", "3"))
+    audio = gr.Audio()
+    call = dictionarize(fn=fn, inputs=inputs, outputs={"audio_out": audio})
+    values = [kwargs.get(name, default) for name, default in names]
+    if audio_in:
+        values[0] = (16000, np.asarray(values[0] or [0] * 1600, dtype=np.int16))
     rate, samples = call["fn"](*values)[audio]
     return {"rate": int(rate), "samples": [float(x) for x in samples]}
 
@@ -98,6 +121,8 @@ def main():
     for call in json.loads(sys.argv[1]):
         try:
             out = {"mms": lambda: mms(call.get("kwargs", {})),
+                   "seamless": lambda: seamless(call.get("kwargs", {})),
+                   "seamless_audio": lambda: seamless(call.get("kwargs", {}), audio_in=True),
                    "tone": lambda: tone(call.get("kwargs", {}), call.get("stop_after")),
                    "unload": lambda: unload(call), "load_here": lambda: load_here(call)}[call["call"]]()
         except Exception as exc:
@@ -106,7 +131,8 @@ def main():
         report["calls"].append(out)
     states = sys.modules.get("tts_webui.utils.manage_model_state")
     report["loaded_here"] = sorted(ns for ns, s in (states.model_states.items() if states else []) if s.get_model() is not None)
-    report["model_code_here"] = sorted(m for m in ("transformers.models.vits.modeling_vits",) if m in sys.modules)
+    report["model_code_here"] = sorted(m for m in ("transformers.models.vits.modeling_vits",
+                                                            "transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2") if m in sys.modules)
     report["adapter"] = "webui_adapter.main" in sys.modules
     print("WEBUI-REPORT " + json.dumps(report), flush=True)
 

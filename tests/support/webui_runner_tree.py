@@ -13,8 +13,9 @@ package index (the ``tts-webui`` release there holds metadata only) and CI canno
 ``setup.sh --test`` builds the environments into ``.venv-webui/`` (without them the tests skip, saying so):
 
 * ``main``: the WebUI's main environment (``installer_files/env``), with TTS-WebUI's Gradio pin and
-  python-dotenv, the MMS extension (``tts-webui-extension-mms``, a core extension of the WebUI's
-  requirements) and modelhost;
+  python-dotenv, two extensions of the WebUI's recommended list from the package index
+  (``tts-webui-extension-mms`` and ``tts-webui-extension-seamless-m4t``; the latter made to load on a
+  machine without CUDA by ``tests/support/webui_site``) and modelhost;
 * ``proxy``: a proxied extension's ``.venvs/<package>``, here ``tts_webui_extension.modelhost_tone``
   (``tests/support/webui_extension``: a generator written as the WebUI's are).
 
@@ -28,7 +29,8 @@ machine kind is for Python 3.11); everything else is their own. ``build_runner_w
       .venvs/tts_webui_extension.modelhost_tone -> .venv-webui/proxy
       .env                               as the WebUI writes it, plus HF_HOME and the offline switches
       config.json                        the WebUI's defaults (a test checks no runner rewrites it)
-    BASE/hf/hub/models--facebook--mms-tts-eng/   a random VITS (MMS) saved by transformers, in the hub's layout
+    BASE/hf/hub/models--facebook--mms-tts-eng/            a random VITS (MMS), saved by transformers, in the hub's layout
+    BASE/hf/hub/models--facebook--seamless-m4t-v2-large/  a random SeamlessM4Tv2 with its processor, likewise
 
 Runs in the calling thread.
 """
@@ -54,8 +56,8 @@ PROXY_PYTHON = ENVS / "proxy" / "bin" / "python"
 TONE_PACKAGE = "tts_webui_extension.modelhost_tone"
 MMS_HUB = "facebook/mms-tts-eng"
 MMS_VERSION = "0.1.0"  # tts-webui-extension-mms, as setup.sh installs it
-# Characters of the tiny MMS tokenizer (the real English one is these letters, digits and a few marks)
-_VOCAB = ["<pad>", " ", "'", "-", *"abcdefghijklmnopqrstuvwxyz"]
+SEAMLESS_HUB = "facebook/seamless-m4t-v2-large"
+SEAMLESS_VERSION = "0.0.7"  # tts-webui-extension-seamless-m4t, as setup.sh installs it
 
 
 @dataclass(frozen=True)
@@ -121,34 +123,19 @@ def build_runner_webui(base: Path) -> RunnerWebui:
                                                   "extensions": {"disabled": [], "disabled_decorators": []}}, indent=2))
     for folder in ("outputs", "favorites"):
         (root / folder).mkdir()
-    write_tiny_mms(hf_home / "hub", base / "stage")
+    write_tiny_models(hf_home / "hub", base / "stage")
     return RunnerWebui(root, hf_home, root / "installer_files" / "env" / "bin" / "python",
                        root / ".venvs" / TONE_PACKAGE / "bin" / "python", code_description(source))
 
 
-def write_tiny_mms(cache: Path, stage: Path) -> None:
-    """A random MMS (VITS) with its tokenizer, saved by transformers and put in the hub cache as ``facebook/mms-tts-eng``:
-    what the MMS extension's loader (``VitsModel.from_pretrained``, ``VitsTokenizer.from_pretrained``) reads.
-    Built with the main environment's Python (transformers is not imported in the test process)."""
-    code = f"""
-import json, sys, torch
-from transformers import VitsConfig, VitsModel, VitsTokenizer
-torch.manual_seed(0)
-config = VitsConfig(vocab_size={len(_VOCAB)}, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32,
-    flow_size=16, spectrogram_bins=33, upsample_initial_channel=16, upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
-    resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], posterior_encoder_num_wavenet_layers=1,
-    prior_encoder_num_flows=1, prior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
-    duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=16000)
-VitsModel(config).save_pretrained(sys.argv[1])
-vocab = sys.argv[1] + "/vocab.json"
-json.dump({{c: i for i, c in enumerate({_VOCAB!r})}}, open(vocab, "w"))
-VitsTokenizer(vocab, language="eng", add_blank=True, normalize=True, phonemize=False).save_pretrained(sys.argv[1])
-"""
+def write_tiny_models(cache: Path, stage: Path) -> None:
+    """The random MMS and Seamless M4T of ``tests/support/webui_tiny_models.py``, built by the main environment's
+    Python (transformers is not imported in the test process), put in the hub cache as the hub leaves a download."""
     stage.mkdir(parents=True, exist_ok=True)
-    folder = stage / "mms"
-    subprocess.run([str(MAIN_PYTHON), "-c", code, str(folder)], check=True, timeout=300, capture_output=True,
-                   env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    write_hub_snapshot(cache, MMS_HUB, {p.name: p for p in folder.iterdir() if p.is_file()})
+    subprocess.run([str(MAIN_PYTHON), str(ROOT / "tests" / "support" / "webui_tiny_models.py"), str(stage)], check=True,
+                   timeout=300, capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    for repo_id, folder in ((MMS_HUB, stage / "mms"), (SEAMLESS_HUB, stage / "seamless")):
+        write_hub_snapshot(cache, repo_id, {p.name: p for p in folder.iterdir() if p.is_file()})
 
 
 def run_webui(python: Path, root: Path, calls: list[dict], env: dict[str, str] | None = None,
