@@ -79,8 +79,7 @@ def serve(config: HostConfig) -> int:
         core.control("cancel_all")
         core.wait_idle(_CANCEL_GRACE_S)
         core.control("stop")  # what still runs ends with shutting_down; the workers unload and exit
-        core.join(_CANCEL_GRACE_S)
-        time.sleep(config.heartbeat_s / 2)  # let the I/O thread send the last replies
+        core.join(_CANCEL_GRACE_S)  # every reply is in the outbox now: server.stop sends it before closing
     finally:
         if http is not None:
             http.stop()  # after the drain: its in-flight requests got their replies
