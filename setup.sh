@@ -4,7 +4,8 @@
 #   ./setup.sh --ray    also Ray Serve, for `modelhost serve --ray` (README: Scaling out)
 #   ./setup.sh --http   also the HTTP API's packages, for `modelhost serve --http` (README: HTTP API)
 #   ./setup.sh --test   also Ray Serve, the HTTP API's packages, the test tools (with TTS-WebUI's OpenAI API extension), .venv-py310 (the client, WebUI adapter and light UI on Python 3.10),
-#                       .venv-webui/{main,proxy} (a TTS-WebUI's environments with its MMS and Seamless M4T extensions, for the WebUI-runner tests)
+#                       .venv-webui/{main,proxy} (a TTS-WebUI's environments with its MMS and Seamless M4T extensions, for the WebUI-runner tests),
+#                       .venv-webui/kokoro when $MODELHOST_WEBUI_KOKORO names a checkout of its Kokoro extension (GitHub only)
 #                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -94,6 +95,20 @@ if [ "${1:-}" = "--test" ]; then
   # Seamless M4T loads its model with device_map="cuda:0": without CUDA, tests/support/webui_site drops that at import
   printf '%s\nimport modelhost_cuda_shim\n' "$PWD/tests/support/webui_site" > "$(site_of main)/modelhost-cuda-shim.pth"
   for env in main proxy; do pip_quiet .venv-webui/$env/bin/python -m pip install --no-deps -e .; done
+  # Kokoro's extension is on GitHub only: given a checkout in $MODELHOST_WEBUI_KOKORO (a folder, or a git directory
+  # holding the pinned commit), .venv-webui/kokoro is its proxied environment, with kokoro's packages from the index
+  if [ -n "${MODELHOST_WEBUI_KOKORO:-}" ]; then
+    [ -x .venv-webui/kokoro/bin/python ] || "$base_python" -m venv .venv-webui/kokoro
+    printf '%s\n%s\n' "$(site_of main)" "$host_site" > "$(site_of kokoro)/modelhost-webui-shared.pth"
+    pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps kokoro==0.9.4 misaki==0.9.4 loguru==0.7.3 \
+      addict==2.4.0 phonemizer-fork==3.3.2 espeakng-loader==0.2.4 segments==2.4.0 csvw==4.1.1 dlinfo==2.0.0 \
+      babel==2.19.0 isodate==0.7.2 language-tags==1.3.2 pyparsing==3.3.3 rdflib==7.6.0 rfc3986==1.5.0 \
+      termcolor==3.3.0 uritemplate==4.2.0
+    kokoro_src=$MODELHOST_WEBUI_KOKORO
+    [ -d "$kokoro_src/objects" ] && kokoro_src="git+file://$(cd "$kokoro_src" && pwd)@b130a79153754df4fd5e2e73272d448001602da8"
+    pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps "$kokoro_src"
+    pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps -e .
+  fi
   # Headless Chromium for the light UI's browser test: Debian's chromium and chromium-driver; ffmpeg
   # (with ffprobe) for the light UI's streaming player (Gradio re-encodes each streamed chunk with it).
   if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ] || ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then

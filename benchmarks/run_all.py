@@ -30,6 +30,7 @@ SUITE = {
     "runners": (["--reps", "400"], ["--reps", "20", "--results", "1,10", "--stream", "2"]),
     "clients_mixed": (["--requests", "300", "--rounds", "2"], ["--quick"]),
     "http_api": (["--reps", "150"], ["--reps", "4", "--payloads", "small,10s"]),
+    "webui_restart": (["--reps", "5"], ["--reps", "1"]),
 }
 
 

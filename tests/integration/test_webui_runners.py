@@ -5,7 +5,8 @@ one, else modelhost's stand-in for it (``tests/support/tts_webui_standin``, as i
 both, which checks the stand-in against the real code), its main environment with the MMS
 and Seamless M4T extensions (``tts-webui-extension-mms`` 0.1.0 and ``tts-webui-extension-seamless-m4t`` 0.0.7, a
 random tiny VITS and SeamlessM4Tv2 in the hub's layout, offline) and a proxied
-extension's ``.venvs/<package>`` with a generator extension written as the WebUI's are. Each WebUI process is a
+extension's ``.venvs/<package>`` with a generator extension written as the WebUI's are; where set up (its code is
+on GitHub only: ``$MODELHOST_WEBUI_KOKORO`` at setup), Kokoro's extension in its own ``.venvs/<package>``. Each WebUI process is a
 real one of those environments (``tests/support/webui_process.py``: the WebUI's decorator loader, its
 ``dictionarize``, its Unload button's call). One host, started as a user starts it (``serve --webui``), serves
 the whole module.
@@ -80,23 +81,19 @@ def test_a_second_webui_and_a_restarted_one_reuse_the_loaded_models(webui, host,
     pid = _row(host, "webui:main")["pid"]
     second = tree.run_webui(webui.main_python, webui.root, [{"call": "mms", "kwargs": {"text": "second webui"}}],
                             env={"MODELHOST_ADDRESS": host.address})
-    started = time.monotonic()
     restarted = tree.run_webui(webui.main_python, webui.root, [{"call": "seamless", "kwargs": {"text": "after a restart"}}],
                                env={"MODELHOST_ADDRESS": host.address})
-    restart_to_audio_s = time.monotonic() - started
     for report in (second, restarted):
         assert "error" not in report["calls"][0] and report["loaded_here"] == [] and report["model_code_here"] == []
     row = _row(host, "webui:main")
     assert row["pid"] == pid and row["details"]["loads"] == {"mms": 1, "seamless": 1}
     assert row["details"]["calls"][MMS] == 2 and row["details"]["calls"][SEAMLESS] == 2
-    print(f"WebUI process start to Seamless M4T audio, host warm: {restart_to_audio_s:.1f} s")
 
 
 def test_outputs_equal_the_webuis_own_in_process_call_for_the_same_seed(webui, host, first_mms) -> None:
-    started = time.monotonic()  # no host: the WebUI's own code, in-process (a first call loads, a second does not)
+    # no host: the WebUI's own code, in-process (a first call loads, a second does not)
     local = tree.run_webui(webui.main_python, webui.root, [MMS_CALL, MMS_CALL, SEAMLESS_CALL, SEAMLESS_CALL],
                            env={"MODELHOST_ADDRESS": f"ipc://{webui.root}/nobody.sock", "MODELHOST_WEBUI_FALLBACK": "local"})
-    in_process_s = time.monotonic() - started
     assert local["loaded_here"] == ["mms", "seamless"]  # the reference really ran here
     warm = tree.run_webui(webui.main_python, webui.root, [MMS_CALL, SEAMLESS_CALL], env={"MODELHOST_ADDRESS": host.address})
     # the first call loads the model inside the seed (as in the WebUI), the second does not: compare like with like
@@ -107,7 +104,40 @@ def test_outputs_equal_the_webuis_own_in_process_call_for_the_same_seed(webui, h
     assert local["calls"][0]["samples"] != tree.run_webui(  # the seed is what makes them equal: another seed differs
         webui.main_python, webui.root, [{**MMS_CALL, "kwargs": {**MMS_CALL["kwargs"], "seed": "8"}}],
         env={"MODELHOST_ADDRESS": host.address})["calls"][0]["samples"]
-    print(f"WebUI process start to MMS and Seamless calls in-process (cold loads): {in_process_s:.1f} s")
+
+
+def test_the_webui_restart_benchmark_runs_here(webui, host, first_mms) -> None:
+    from benchmarks import webui_restart
+
+    report = webui_restart.measure(webui, host.address, reps=1, warm_up=False)  # the smoke run: one sample each
+    for name in ("seamless", "mms"):
+        assert report[name]["host_warm_p50_s"] > 0 and report[name]["in_process_p50_s"] > 0
+    assert report["runner_loads"] == {"mms": 1, "seamless": 1}  # every hosted sample used the runner's loaded models
+
+
+KOKORO_CALL = {"call": "kokoro", "kwargs": {"text": "hola mundo", "seed": "1"}}
+
+
+def test_kokoro_in_its_own_environments_runner_equals_the_webuis_in_process_call_and_a_restart_reuses_it(webui, host) -> None:
+    if webui.kokoro_python is None:
+        pytest.skip("no Kokoro environment: set MODELHOST_WEBUI_KOKORO to a checkout of rsxdalv/tts_webui_extension.kokoro "
+                    f"({tree.KOKORO_COMMIT[:7]}) and run ./setup.sh --test")
+    hosted = tree.run_webui(webui.kokoro_python, webui.root, [KOKORO_CALL, KOKORO_CALL], env={"MODELHOST_ADDRESS": host.address})
+    restarted = tree.run_webui(webui.kokoro_python, webui.root, [KOKORO_CALL], env={"MODELHOST_ADDRESS": host.address})
+    local = tree.run_webui(webui.kokoro_python, webui.root, [KOKORO_CALL, KOKORO_CALL],
+                           env={"MODELHOST_ADDRESS": f"ipc://{webui.root}/nobody.sock", "MODELHOST_WEBUI_FALLBACK": "local"})
+    for report in (hosted, restarted):
+        assert all("error" not in call for call in report["calls"]), report["calls"]
+        assert report["loaded_here"] == [] and report["model_code_here"] == []
+    assert local["loaded_here"] == ["kokoro"] and "kokoro.model" in local["model_code_here"]
+    first, warm = hosted["calls"]
+    assert first["rate"] == 24000 and len(first["samples"]) > 1000 and first["tokens"]
+    # the first call loads inside the seed (Kokoro's fixed-width parts are initialised then), later ones do not
+    assert first["samples"] == local["calls"][0]["samples"] and warm["samples"] == local["calls"][1]["samples"]
+    assert restarted["calls"][0]["samples"] == warm["samples"]
+    row = _row(host, f"webui:{tree.KOKORO_PACKAGE}")
+    assert row["details"]["holds"] == {"kokoro": tree.KOKORO_HUB} and row["details"]["loads"] == {"kokoro": 1}
+    assert row["details"]["python"] == str(webui.kokoro_python)
 
 
 def test_a_generator_streams_item_by_item_from_a_proxied_extensions_environment(webui, host) -> None:

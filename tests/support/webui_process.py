@@ -10,6 +10,9 @@ reads ``extensions.external.json`` and applies the modelhost decorator; each cal
 * ``{"call": "mms", "kwargs": {...}}``: the MMS tab's ``generate_audio_with_mms``;
 * ``{"call": "seamless", "kwargs": {...}}`` and ``{"call": "seamless_audio", ...}``: the Seamless M4T tab's
   text-to-speech and audio-to-speech buttons (``seamless_translate``, ``seamless_translate_audio``);
+* ``{"call": "kokoro", "kwargs": {...}}``: the Kokoro tab's ``tts_decorated`` (its own environment's Python);
+* ``{"call": "tab", "fn": "module:function", "kwargs": {...}}``: any tab's decorated function, its inputs by name
+  through ``dictionarize`` (the WebUI's call convention), its ``audio_out`` back;
 * ``{"call": "tone", "kwargs": {...}, "stop_after": N}``: the test extension's generator, each item printed as it
   arrives; with ``stop_after``, closed after N items (what Gradio does to a cancelled event's generator);
 * ``{"call": "load_here", "tab": MODULE, "loader": NAME, "args": [...]}``: the tab's own ``manage_model_state``
@@ -75,6 +78,34 @@ def seamless(kwargs, audio_in=False):
     return {"rate": int(rate), "samples": [float(x) for x in samples]}
 
 
+def kokoro(kwargs):
+    from tts_webui_extension.kokoro.main import tts_decorated
+
+    inputs = {gr.Textbox(): "text", gr.Dropdown(choices=["ef_dora"], value="ef_dora"): "voice", gr.Slider(0.5, 2): "speed",
+              gr.Checkbox(): "use_gpu", gr.Dropdown(choices=["hexgrad/Kokoro-82M"]): "model_name", gr.Textbox(): "seed"}
+    audio, tokens = gr.Audio(), gr.Textbox()
+    call = dictionarize(fn=tts_decorated, inputs=inputs, outputs={"audio_out": audio, "tokens": tokens,
+                                                                  "metadata": gr.JSON(), "folder_root": gr.Textbox()})
+    values = [kwargs.get(name, default) for name, default in
+              (("text", "hola mundo"), ("voice", "ef_dora"), ("speed", 1.0), ("use_gpu", False),
+               ("model_name", "hexgrad/Kokoro-82M"), ("seed", "1"))]
+    out = call["fn"](*values)
+    rate, samples = out[audio]
+    return {"rate": int(rate), "samples": [float(x) for x in samples], "tokens": out[tokens]}
+
+
+def tab(call):
+    import importlib
+
+    module, _, name = call["fn"].partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    kwargs = call.get("kwargs", {})
+    inputs = {gr.Textbox(): key for key in kwargs}  # dictionarize maps each component's value to its name
+    audio = gr.Audio()
+    rate, samples = dictionarize(fn=fn, inputs=inputs, outputs={"audio_out": audio})["fn"](*kwargs.values())[audio]
+    return {"rate": int(rate), "samples": [float(x) for x in np.asarray(samples).reshape(-1)]}
+
+
 def tone(kwargs, stop_after=None):
     from tts_webui_extension.modelhost_tone.main import tone_stream
 
@@ -122,6 +153,8 @@ def main():
         try:
             out = {"mms": lambda: mms(call.get("kwargs", {})),
                    "seamless": lambda: seamless(call.get("kwargs", {})),
+                   "kokoro": lambda: kokoro(call.get("kwargs", {})),
+                   "tab": lambda: tab(call),
                    "seamless_audio": lambda: seamless(call.get("kwargs", {}), audio_in=True),
                    "tone": lambda: tone(call.get("kwargs", {}), call.get("stop_after")),
                    "unload": lambda: unload(call), "load_here": lambda: load_here(call)}[call["call"]]()
@@ -132,7 +165,8 @@ def main():
     states = sys.modules.get("tts_webui.utils.manage_model_state")
     report["loaded_here"] = sorted(ns for ns, s in (states.model_states.items() if states else []) if s.get_model() is not None)
     report["model_code_here"] = sorted(m for m in ("transformers.models.vits.modeling_vits",
-                                                            "transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2") if m in sys.modules)
+                                                            "transformers.models.seamless_m4t_v2.modeling_seamless_m4t_v2",
+                                                            "kokoro.model") if m in sys.modules)
     report["adapter"] = "webui_adapter.main" in sys.modules
     print("WEBUI-REPORT " + json.dumps(report), flush=True)
 

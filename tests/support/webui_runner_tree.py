@@ -17,7 +17,9 @@ package index (the ``tts-webui`` release there holds metadata only) and CI canno
   (``tts-webui-extension-mms`` and ``tts-webui-extension-seamless-m4t``; the latter made to load on a
   machine without CUDA by ``tests/support/webui_site``) and modelhost;
 * ``proxy``: a proxied extension's ``.venvs/<package>``, here ``tts_webui_extension.modelhost_tone``
-  (``tests/support/webui_extension``: a generator written as the WebUI's are).
+  (``tests/support/webui_extension``: a generator written as the WebUI's are);
+* ``kokoro``, only where ``$MODELHOST_WEBUI_KOKORO`` named a checkout of Kokoro's extension at setup (its code is on
+  GitHub only): ``.venvs/tts_webui_extension.kokoro``, with kokoro's packages from the index.
 
 Both share the host environment's torch and transformers through a ``.pth`` (the only CPU torch on this
 machine kind is for Python 3.11); everything else is their own. ``build_runner_webui(base)`` lays out::
@@ -31,6 +33,7 @@ machine kind is for Python 3.11); everything else is their own. ``build_runner_w
       config.json                        the WebUI's defaults (a test checks no runner rewrites it)
     BASE/hf/hub/models--facebook--mms-tts-eng/            a random VITS (MMS), saved by transformers, in the hub's layout
     BASE/hf/hub/models--facebook--seamless-m4t-v2-large/  a random SeamlessM4Tv2 with its processor, likewise
+    BASE/hf/hub/models--hexgrad--Kokoro-82M/              a random Kokoro and a voice (with the kokoro environment)
 
 Runs in the calling thread.
 """
@@ -58,6 +61,10 @@ MMS_HUB = "facebook/mms-tts-eng"
 MMS_VERSION = "0.1.0"  # tts-webui-extension-mms, as setup.sh installs it
 SEAMLESS_HUB = "facebook/seamless-m4t-v2-large"
 SEAMLESS_VERSION = "0.0.7"  # tts-webui-extension-seamless-m4t, as setup.sh installs it
+KOKORO_PACKAGE = "tts_webui_extension.kokoro"
+KOKORO_PYTHON = ENVS / "kokoro" / "bin" / "python"
+KOKORO_COMMIT = "b130a79153754df4fd5e2e73272d448001602da8"  # rsxdalv/tts_webui_extension.kokoro 0.3.1, as setup.sh pins it
+KOKORO_HUB = "hexgrad/Kokoro-82M"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class RunnerWebui:
     main_python: Path  # as the WebUI runs it: <root>/installer_files/env/bin/python
     proxy_python: Path  # <root>/.venvs/<package>/bin/python
     code: str  # whose tts_webui the WebUI runs (``code_description``)
+    kokoro_python: Path | None = None  # <root>/.venvs/tts_webui_extension.kokoro/bin/python, where set up
 
 
 def why_not_available() -> str | None:
@@ -124,18 +132,32 @@ def build_runner_webui(base: Path) -> RunnerWebui:
     for folder in ("outputs", "favorites"):
         (root / folder).mkdir()
     write_tiny_models(hf_home / "hub", base / "stage")
+    kokoro = None
+    if KOKORO_PYTHON.exists():
+        (root / ".venvs" / KOKORO_PACKAGE).symlink_to(ENVS / "kokoro")
+        _build(KOKORO_PYTHON, base / "stage", "kokoro")
+        write_hub_snapshot(hf_home / "hub", KOKORO_HUB, {str(p.relative_to(base / "stage" / "kokoro")): p
+                                                         for p in (base / "stage" / "kokoro").rglob("*") if p.is_file()})
+        kokoro = root / ".venvs" / KOKORO_PACKAGE / "bin" / "python"
     return RunnerWebui(root, hf_home, root / "installer_files" / "env" / "bin" / "python",
-                       root / ".venvs" / TONE_PACKAGE / "bin" / "python", code_description(source))
+                       root / ".venvs" / TONE_PACKAGE / "bin" / "python", code_description(source), kokoro)
 
 
 def write_tiny_models(cache: Path, stage: Path) -> None:
     """The random MMS and Seamless M4T of ``tests/support/webui_tiny_models.py``, built by the main environment's
     Python (transformers is not imported in the test process), put in the hub cache as the hub leaves a download."""
-    stage.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(MAIN_PYTHON), str(ROOT / "tests" / "support" / "webui_tiny_models.py"), str(stage)], check=True,
-                   timeout=300, capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    _build(MAIN_PYTHON, stage)
     for repo_id, folder in ((MMS_HUB, stage / "mms"), (SEAMLESS_HUB, stage / "seamless")):
         write_hub_snapshot(cache, repo_id, {p.name: p for p in folder.iterdir() if p.is_file()})
+
+
+def _build(python: Path, stage: Path, *names: str) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([str(python), str(ROOT / "tests" / "support" / "webui_tiny_models.py"), str(stage), *names],
+                          timeout=300, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if done.returncode != 0:
+        raise RuntimeError(f"building the tiny models {names or 'mms seamless'} failed:\n{done.stderr[-4000:]}")
 
 
 def run_webui(python: Path, root: Path, calls: list[dict], env: dict[str, str] | None = None,

@@ -1,14 +1,20 @@
 """Tiny random-weight models for the WebUI-runner tests, built and saved by transformers' own classes.
 
-``python webui_tiny_models.py STAGE`` (the WebUI's main environment's Python; transformers is never imported in
-the test process) writes, each into a folder of ``STAGE`` that ``webui_runner_tree`` puts into the hub cache:
+``python webui_tiny_models.py STAGE [NAME ...]`` (a WebUI environment's Python; transformers is never imported in
+the test process) writes the models named (default ``mms seamless``), each into a folder of ``STAGE`` that
+``webui_runner_tree`` puts into the hub cache:
 
 * ``mms``: a random VITS and its character tokenizer: what the MMS extension's loader reads as
   ``facebook/mms-tts-eng`` (``VitsModel``/``VitsTokenizer.from_pretrained``);
 * ``seamless``: a random SeamlessM4Tv2 (one layer per block, width 16) with its processor (a character
   tokenizer holding the language tokens, a feature extractor) and the generation config its ``generate`` reads
   (language-code maps, ``id_to_text``, ``char_to_id``): what the Seamless M4T extension's loader reads as
-  ``facebook/seamless-m4t-v2-large`` (``SeamlessM4Tv2Model``/``AutoProcessor.from_pretrained``).
+  ``facebook/seamless-m4t-v2-large`` (``SeamlessM4Tv2Model``/``AutoProcessor.from_pretrained``);
+* ``kokoro`` (with Kokoro's environment's Python): ``config.json``, ``kokoro-v1_0.pth`` and a voice pack, as
+  ``hexgrad/Kokoro-82M`` holds them (``KModel``'s loader, ``KPipeline.load_voice``). Kokoro's decoder, prosody
+  predictor and text encoder have fixed widths (58M parameters): the file holds only the shrunk ALBERT and its
+  projection, and ``KModel`` keeps its own initialisation for the rest (drawn under the call's seed, as the
+  extension loads inside the call).
 
 Seeded: the same files on every run. Runs in its own process.
 """
@@ -86,7 +92,38 @@ def write_seamless(out: Path) -> None:
     SeamlessM4TProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(out)
 
 
+KOKORO_VOICE = "ef_dora"  # a Spanish voice: espeak-ng's G2P (the English ones need spaCy's model, a download)
+
+
+def write_kokoro(out: Path) -> None:
+    from kokoro import KModel
+
+    torch.manual_seed(0)
+    out.mkdir(parents=True, exist_ok=True)
+    symbols = [*";:,.!?¡¿—…\"«»“” ", *"abcdefghijklmnopqrstuvwxyz",
+               *"ɑɐɒæɓʙβɔɕçɗɖðʤəɘɚɛɜɝɞɟʄɡɠɢʛɦɧħɥʜɨɪʝɭɬɫɮʟɱɯɰŋɳɲɴøɵɸθœɶʘɹɺɾɻʀʁɽʂʃʈʧʉʊʋⱱʌɣɤʍχʎʏʑʐʒʔʡʕʢ",
+               *"ǀǁǂǃˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘̩ᵻ"]  # the IPA marks espeak-ng and misaki give, ids 1..177 (0: KModel's pad)
+    config = {
+        "vocab": {c: i + 1 for i, c in enumerate(dict.fromkeys(symbols))}, "n_token": 178, "hidden_dim": 512,
+        "style_dim": 128, "n_layer": 1, "max_dur": 2, "dropout": 0.2, "n_mels": 80, "text_encoder_kernel_size": 5,
+        "dim_in": 64, "max_conv_dim": 512, "multispeaker": True,
+        "plbert": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+                   "max_position_embeddings": 512, "num_hidden_layers": 1, "dropout": 0.1},
+        "istftnet": {"upsample_kernel_sizes": [20, 12], "upsample_rates": [10, 6], "gen_istft_hop_size": 5,
+                     "gen_istft_n_fft": 20, "resblock_dilation_sizes": [[1, 3, 5]], "resblock_kernel_sizes": [3],
+                     "upsample_initial_channel": 512},
+    }
+    (out / "config.json").write_text(json.dumps(config, ensure_ascii=False))
+    empty = out / "empty.pth"
+    torch.save({}, empty)
+    model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(out / "config.json"), model=str(empty))
+    empty.unlink()
+    torch.save({part: getattr(model, part).state_dict() for part in ("bert", "bert_encoder")}, out / "kokoro-v1_0.pth")
+    (out / "voices").mkdir()
+    torch.save(torch.randn(510, 1, 256) * 0.1, out / "voices" / f"{KOKORO_VOICE}.pt")  # a style vector per length
+
+
 if __name__ == "__main__":
     stage = Path(sys.argv[1])
-    write_mms(stage / "mms")
-    write_seamless(stage / "seamless")
+    for name in sys.argv[2:] or ["mms", "seamless"]:
+        {"mms": write_mms, "seamless": write_seamless, "kokoro": write_kokoro}[name](stage / name)
