@@ -539,7 +539,9 @@ class Runners:
             if worker is not None:
                 worker.progress_at.pop(key, None)
         report = report_from_wire(body, command, results)
-        runner.process_bytes = report.process_bytes
+        if report.process_bytes:  # measured after a load or restore only: ps shows it before the load's reply leaves
+            runner.process_bytes = report.process_bytes
+            self._publish(runner)
         self._post_core(report)
         self._feed(runner)
 

@@ -247,6 +247,7 @@ def test_unload_ends_the_runner_and_gives_its_memory_back(host, client) -> None:
     pid = row["pid"]
     assert row["runner_bytes"] > 150e6 and row["memory_bytes"] > 150e6  # 40 M float parameters, measured
     client.generate("big", "x", params={"duration_s": 0.1})
+    assert _row(client, "big")["runner_bytes"] == row["runner_bytes"]  # measured at the load; a run keeps it
     client.unload("big")
     assert _until(lambda: not os.path.exists(f"/proc/{pid}"))  # the runner exited: all of its memory is back
     assert _row(client, "big")["pid"] is None
