@@ -343,12 +343,12 @@ def test_bad_bodies_and_unknown_paths_are_json_errors(api):
     assert unknown_voice.status_code == 404 and unknown_voice.json()["error"]["param"] == "voice_id"
 
 
-def _wait_idle(api: Api, within_s: float) -> float:
+def _wait_idle(api: Api, within_s: float) -> None:
     started = time.monotonic()
     while time.monotonic() - started < within_s:
         jobs = api.jobs()
         if jobs["queued"] == 0 and jobs["running"] == 0:
-            return time.monotonic() - started
+            return
         time.sleep(0.05)
     raise AssertionError(f"the host still runs {api.jobs()} {within_s} s after the HTTP client left")
 
@@ -358,14 +358,14 @@ def test_a_client_that_leaves_mid_stream_cancels_its_generation_on_the_host(api)
             "model": "musicgen", "input": "a long piece", "response_format": "pcm", "duration": 18}) as reply:
         next(reply.iter_raw())  # the first audio is here; the host works on the rest (18 s in 0.5 s chunks: minutes here)
         assert api.jobs()["running"] == 1
-    assert _wait_idle(api, 3.0) < 3.0
+    _wait_idle(api, 10.0)  # the cancel lands at the next step: seconds, not the minutes the rest would take
 
 
 def test_a_client_that_leaves_before_a_whole_answer_cancels_it_too(api):
     with pytest.raises(httpx.ReadTimeout):
         api.post("/v1/audio/speech", timeout=httpx.Timeout(30, read=1.0), json={
             "model": "musicgen", "input": "never heard", "response_format": "wav", "duration": 60, "stream": False})
-    assert _wait_idle(api, 3.0) < 3.0
+    _wait_idle(api, 10.0)  # the cancel lands at the next step: seconds, not the minutes the rest would take
 
 
 def test_concurrent_requests_each_get_their_own_audio(api):
@@ -407,7 +407,7 @@ def test_past_max_inflight_a_request_gets_503_at_once(api):
     finally:
         for sock in held:
             sock.close()  # each disconnect cancels its generation on the host
-    assert _wait_idle(api, 5.0) < 5.0
+    _wait_idle(api, 10.0)
 
 
 def test_the_readmes_http_examples_run(api, tmp_path):

@@ -200,7 +200,7 @@ def test_a_run_that_ignores_its_cancel_is_killed_and_the_queue_survives(host, cl
     with pytest.raises(CancelledError):
         stuck.result()
     assert queued.result().audio.size > 0  # not lost: it ran on the new runner
-    assert time.monotonic() - started < 10  # kill_after_s = 1, then a restart
+    assert time.monotonic() - started < 20  # kill_after_s = 1, then a restart (a new Python importing torch), not hold_s = 60
     assert _until(lambda: _row(client, "stubborn")["pid"] not in (pid, None))  # a new runner (ps may lag the kill)
     assert _row(client, "stubborn")["runner_restarts"] == 0  # the host's own kill is no crash
     assert "did not stop within kill_after_s" in host.log()
