@@ -41,9 +41,12 @@ def test_threads_sharing_a_client_mix_both_ways_and_each_gets_its_own_reply(host
         expected = {s: ref.generate("synth", "x", params={"duration_s": 0.02, "seed": s}).audio.copy() for s in seeds}
     got: dict[tuple[int, int], np.ndarray] = {}
     errors: list[BaseException] = []
+    first_alone = threading.Event()  # thread 0's first call runs with nothing else in flight: on its own thread
 
     def worker(t: int) -> None:
         try:
+            if t > 0:
+                first_alone.wait(30)
             for i, s in enumerate(seeds):
                 params = {"duration_s": 0.02, "seed": s}
                 if t >= 2 and i % 2:  # through the I/O thread, beside the others' calls
@@ -57,9 +60,12 @@ def test_threads_sharing_a_client_mix_both_ways_and_each_gets_its_own_reply(host
                     audio = c.generate("synth", "x", params=params).audio
                     assert c.health()["ready"]
                 got[(t, s)] = np.array(audio)
+                first_alone.set()
                 time.sleep(0.002 if t < 2 else 0.02)
         except BaseException as exc:  # noqa: BLE001 (reported below)
             errors.append(exc)
+        finally:
+            first_alone.set()
 
     with Client(host.address) as c:
         for _ in range(3):
