@@ -8,6 +8,7 @@
 #                       .venv-webui/kokoro when $MODELHOST_WEBUI_KOKORO names a checkout of its Kokoro extension (GitHub only)
 #                       when a 3.10 exists, and Debian's chromium + chromium-driver (apt-get, as root) for the browser test
 set -euo pipefail
+caller_dir=$PWD  # where a relative path given in the environment is read from
 cd "$(dirname "$0")"
 
 find_python() {
@@ -95,17 +96,23 @@ if [ "${1:-}" = "--test" ]; then
   # Seamless M4T loads its model with device_map="cuda:0": without CUDA, tests/support/webui_site drops that at import
   printf '%s\nimport modelhost_cuda_shim\n' "$PWD/tests/support/webui_site" > "$(site_of main)/modelhost-cuda-shim.pth"
   for env in main proxy; do pip_quiet .venv-webui/$env/bin/python -m pip install --no-deps -e .; done
-  # Kokoro's extension is on GitHub only: given a checkout in $MODELHOST_WEBUI_KOKORO (a folder, or a git directory
-  # holding the pinned commit), .venv-webui/kokoro is its proxied environment, with kokoro's packages from the index
+  # Kokoro's extension is on GitHub only: given a checkout in $MODELHOST_WEBUI_KOKORO (a work tree at the pinned
+  # commit, or a git directory holding it), .venv-webui/kokoro is its proxied environment, with kokoro's packages
+  # from the index (misaki's English G2P also imports spacy and num2words: they come from .venv, audiocraft's)
   if [ -n "${MODELHOST_WEBUI_KOKORO:-}" ]; then
+    kokoro_pin=b130a79153754df4fd5e2e73272d448001602da8
+    kokoro_src=$(cd "$caller_dir" && cd "$MODELHOST_WEBUI_KOKORO" 2>/dev/null && pwd) ||
+      { echo "setup.sh: MODELHOST_WEBUI_KOKORO=$MODELHOST_WEBUI_KOKORO is not a folder" >&2; exit 2; }
+    if [ -d "$kokoro_src/objects" ]; then kokoro_src="git+file://$kokoro_src@$kokoro_pin"
+    elif [ "$(git -C "$kokoro_src" rev-parse HEAD 2>/dev/null)" != "$kokoro_pin" ]; then
+      echo "setup.sh: $MODELHOST_WEBUI_KOKORO is not a checkout of Kokoro's extension at ${kokoro_pin:0:7}" >&2; exit 2
+    fi
     [ -x .venv-webui/kokoro/bin/python ] || "$base_python" -m venv .venv-webui/kokoro
     printf '%s\n%s\n' "$(site_of main)" "$host_site" > "$(site_of kokoro)/modelhost-webui-shared.pth"
     pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps kokoro==0.9.4 misaki==0.9.4 loguru==0.7.3 \
       addict==2.4.0 phonemizer-fork==3.3.2 espeakng-loader==0.2.4 segments==2.4.0 csvw==4.1.1 dlinfo==2.0.0 \
       babel==2.19.0 isodate==0.7.2 language-tags==1.3.2 pyparsing==3.3.3 rdflib==7.6.0 rfc3986==1.5.0 \
       termcolor==3.3.0 uritemplate==4.2.0
-    kokoro_src=$MODELHOST_WEBUI_KOKORO
-    [ -d "$kokoro_src/objects" ] && kokoro_src="git+file://$(cd "$kokoro_src" && pwd)@b130a79153754df4fd5e2e73272d448001602da8"
     pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps "$kokoro_src"
     pip_quiet .venv-webui/kokoro/bin/python -m pip install --no-deps -e .
   fi

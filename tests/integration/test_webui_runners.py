@@ -46,8 +46,7 @@ def host(webui):
     h.stop()
 
 
-MMS_CALL = {"call": "mms", "kwargs": {"text": "hello world", "seed": "7"}}
-SEAMLESS_CALL = {"call": "seamless", "kwargs": {"text": "good morning", "tgt_lang_name": "French", "seed": "3"}}
+MMS_CALL, SEAMLESS_CALL = tree.MMS_CALL, tree.SEAMLESS_CALL
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ reads ``extensions.external.json`` and applies the modelhost decorator; each cal
   text-to-speech and audio-to-speech buttons (``seamless_translate``, ``seamless_translate_audio``);
 * ``{"call": "kokoro", "kwargs": {...}}``: the Kokoro tab's ``tts_decorated`` (its own environment's Python);
 * ``{"call": "tab", "fn": "module:function", "kwargs": {...}}``: any tab's decorated function, its inputs by name
-  through ``dictionarize`` (the WebUI's call convention), its ``audio_out`` back;
+  through ``dictionarize`` (the WebUI's call convention), its ``audio_out`` back (the README's by-hand check calls
+  the audiocraft extension's MusicGen and MAGNeT tabs so; no CI environment has that extension);
 * ``{"call": "tone", "kwargs": {...}, "stop_after": N}``: the test extension's generator, each item printed as it
   arrives; with ``stop_after``, closed after N items (what Gradio does to a cancelled event's generator);
 * ``{"call": "load_here", "tab": MODULE, "loader": NAME, "args": [...]}``: the tab's own ``manage_model_state``
