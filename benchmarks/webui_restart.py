@@ -11,8 +11,8 @@ decorator loader, a tab's call through ``dictionarize``) from its start to the f
   model itself, as it does without modelhost.
 
 Rounds alternate the two. With tiny random models a load costs little: the gap measured here is the model code's
-imports and the load path; a real checkpoint's load time (seconds to tens of seconds for Seamless M4T v2 large)
-adds to ``in_process`` only.
+imports and the load path; a real checkpoint's load time (Seamless M4T v2 large: 2.3 B parameters; not measured
+here, no hub) adds to ``in_process`` only.
 
 Usage: python -m benchmarks.webui_restart [--reps N] [--json OUT]
 """
